@@ -1,0 +1,36 @@
+# vscardkit: the targets users and CI run. `make help` lists them.
+
+GO        ?= go
+BIN       := bin
+FUZZTIME  ?= 5m
+BENCHCOUNT ?= 6
+# make test turns a missing peer (QEMU, pcscd, softhsm2, libvirtd...) from a
+# skip into a failure.
+TESTENV   := VSCARDKIT_REQUIRE_PEERS=1
+TESTFLAGS ?=
+
+.PHONY: help deps build test bench fuzz vet clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+deps: ## install the Debian packages the build and tests need (root; idempotent)
+	@scripts/install-deps.sh
+
+build: deps ## build the commands into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+test: deps vet ## run every test, integration tests against the real peers included
+	$(TESTENV) $(GO) test -count=1 -timeout 14m $(TESTFLAGS) ./...
+
+bench: deps ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
+	$(TESTENV) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 5m)
+	@scripts/fuzz.sh $(FUZZTIME)
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,57 @@
+#!/bin/sh
+# install-deps.sh: install the Debian packages vscardkit's build, tests and
+# demos need. Idempotent: it runs `apt-get update` at most once, and only when
+# a package is missing. Needs root (or sudo) on a Debian 12 machine.
+set -eu
+
+PACKAGES="
+gcc
+pkg-config
+libpcsclite-dev
+pcscd
+libccid
+pcsc-tools
+vsmartcard-vpcd
+softhsm2
+opensc
+opensc-pkcs11
+qemu-system-x86
+libvirt-daemon-system
+libvirt-daemon-driver-qemu
+libvirt-clients
+busybox-static
+cpio
+xz-utils
+iproute2
+util-linux
+procps
+"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	echo "install-deps: all $(echo $PACKAGES | wc -w) packages present"
+	exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO="sudo"
+	else
+		echo "install-deps: error: missing packages:$missing" >&2
+		echo "hint: run 'make deps' as root" >&2
+		exit 1
+	fi
+fi
+
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
