@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// QEMUOptions configures StartQEMU. The zero value starts what libvirt 9
+// starts for <smartcard mode='passthrough' type='tcp'>: a paused pc machine
+// with usb-ccid and ccid-card-passthru on a TCP chardev at 127.0.0.1 and a
+// free port, server=on, wait=off, without nodelay.
+type QEMUOptions struct {
+	// Host is the address the chardev listens on; "" means 127.0.0.1.
+	Host string
+	// Port is the chardev's port; 0 picks a free one.
+	Port int
+	// NoDelay adds nodelay=on to the chardev.
+	NoDelay bool
+	// ChardevExtra is appended to the chardev's options (e.g.
+	// ",tls-creds=tls0").
+	ChardevExtra string
+	// Args are added to the command line (e.g. an -object for TLS).
+	Args []string
+}
+
+// QEMU is a running qemu-system-x86_64 with a VSCard chardev.
+type QEMU struct {
+	*Process
+	// Addr is the chardev's address, host:port.
+	Addr string
+	Port int
+}
+
+// QEMUBinary is the QEMU the harness runs.
+const QEMUBinary = "qemu-system-x86_64"
+
+// QEMUArgs returns the command line (without the program) for a paused VM
+// with usb-ccid and ccid-card-passthru on the chardev that opts describe.
+func QEMUArgs(opts QEMUOptions, port int) []string {
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	chardev := fmt.Sprintf("socket,id=charsmartcard0,host=%s,port=%d,server=on,wait=off", host, port)
+	if opts.NoDelay {
+		chardev += ",nodelay=on"
+	}
+	chardev += opts.ChardevExtra
+	args := []string{
+		"-machine", "pc,accel=tcg", "-nodefaults", "-display", "none", "-S", "-usb",
+		"-device", "usb-ccid,id=ccid0,bus=usb-bus.0,port=1",
+		"-chardev", chardev,
+		"-device", "ccid-card-passthru,chardev=charsmartcard0,id=smartcard0,bus=ccid0.0",
+	}
+	return append(args, opts.Args...)
+}
+
+// StartQEMU starts QEMU as opts say and waits until its chardev listens. It
+// reports the peer missing when qemu-system-x86_64 is not installed.
+func StartQEMU(t testing.TB, opts QEMUOptions) *QEMU {
+	t.Helper()
+	bin := LookPath(t, "QEMU (qemu-system-x86)", QEMUBinary)
+	port := opts.Port
+	if port == 0 {
+		port = FreePort(t)
+	}
+	p := Start(t, "qemu", exec.Command(bin, QEMUArgs(opts, port)...))
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if err := waitListening(p, addr, 10*time.Second); err != nil {
+		t.Fatalf("harness: QEMU: %v\n%s", err, p.Output())
+	}
+	return &QEMU{Process: p, Addr: addr, Port: port}
+}
+
+// waitListening waits for addr to accept, without connecting to it (a
+// connection would count as a client for QEMU's chardev): it looks for the
+// listening socket in /proc/net/tcp{,6}.
+func waitListening(p *Process, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.Exited() {
+			return fmt.Errorf("exited before listening on %s: %v", addr, p.Err())
+		}
+		if ok, err := Listening(addr); err != nil {
+			return err
+		} else if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not listening on %s after %v", addr, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

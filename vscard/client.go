@@ -1,0 +1,464 @@
+package vscard
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// ClientConfig configures a Client. A nil *ClientConfig, like the zero
+// value, means every default.
+type ClientConfig struct {
+	// Capabilities are sent in the client's Init; nil sends the single
+	// word 0, as QEMU and libcacard do.
+	Capabilities []uint32
+
+	// MaxPayload bounds the payload of a message from the host; 0 means
+	// MaxPayload (65524 bytes: the most QEMU's buffer holds). A larger
+	// message ends the connection with a *TooLargeError.
+	MaxPayload int
+
+	// WriteTimeout bounds every write. A host that stops reading for this
+	// long is treated as gone, so a wedged host never makes the client
+	// buffer without bound. 0 means 10 s; negative means no timeout.
+	WriteTimeout time.Duration
+
+	// CommandQueue is how many host commands may wait in Commands before
+	// the client stops reading from the host (and TCP pushes back). 0 means
+	// 16.
+	CommandQueue int
+
+	// Logger receives protocol anomalies at debug and warn level. It never
+	// receives APDU contents. nil discards.
+	Logger *slog.Logger
+}
+
+func (c *ClientConfig) writeTimeout() time.Duration {
+	switch {
+	case c == nil || c.WriteTimeout == 0:
+		return 10 * time.Second
+	case c.WriteTimeout < 0:
+		return 0
+	}
+	return c.WriteTimeout
+}
+
+func (c *ClientConfig) logger() *slog.Logger {
+	if c == nil || c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// Errors a Client returns, matched with errors.Is.
+var (
+	// ErrClosed: the client was closed by its owner.
+	ErrClosed = errors.New("vscard: client closed")
+	// ErrHostClosed: the host ended the connection.
+	ErrHostClosed = errors.New("vscard: host closed the connection")
+	// ErrAnswered: a command was answered twice.
+	ErrAnswered = errors.New("vscard: command already answered")
+)
+
+// HostError is a host's refusal of a control message: its Error reply with
+// a non-zero code.
+type HostError struct {
+	Op   MsgType   // what the client sent
+	Code ErrorCode // what the host answered
+}
+
+func (e *HostError) Error() string {
+	return fmt.Sprintf("vscard: host refused %v: %v", e.Op, e.Code)
+}
+
+// Client is the client (card owner) end of a VSCard connection. Create one
+// with NewClient or Dial; both complete the Init handshake before returning.
+//
+// A Client has one read loop goroutine, started by NewClient and stopped by
+// Close or by the end of the connection. Control methods (AddReader,
+// InsertCard, ...) send a message and wait for the host's acknowledgement;
+// the host's commands arrive on Commands and are answered with
+// Command.Respond or Command.Fail. All methods are safe for concurrent use.
+type Client struct {
+	nc       net.Conn
+	log      *slog.Logger
+	wtimeout time.Duration
+	hostInit Init
+
+	wmu sync.Mutex // serialises writes; taken before mu
+	w   *Writer
+
+	mu           sync.Mutex
+	waiters      []chan reply // control messages awaiting the host's Error, in wire order
+	outstanding  int          // commands delivered and not yet answered
+	flushPending int          // Flush messages waiting for outstanding to reach 0
+	err          error        // why the connection ended; set once
+
+	cmds    chan *Command
+	closing chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+type reply struct {
+	id   ReaderID
+	code ErrorCode
+	err  error
+}
+
+// NewClient runs the client side of the handshake on nc (sends Init, waits
+// for the host's Init) and starts the read loop. ctx bounds the handshake
+// only. On error nc is closed.
+func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, error) {
+	maxPayload, queue := 0, 16
+	var caps []uint32
+	if cfg != nil {
+		maxPayload, caps = cfg.MaxPayload, cfg.Capabilities
+		if cfg.CommandQueue > 0 {
+			queue = cfg.CommandQueue
+		}
+	}
+	c := &Client{
+		nc:       nc,
+		log:      cfg.logger(),
+		wtimeout: cfg.writeTimeout(),
+		w:        NewWriter(nc, 0),
+		cmds:     make(chan *Command, queue),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	r := NewReader(bufio.NewReaderSize(nc, 4096), maxPayload)
+	if err := c.handshake(ctx, r, caps); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go c.readLoop(r)
+	return c, nil
+}
+
+func (c *Client) handshake(ctx context.Context, r *Reader, caps []uint32) error {
+	// Bound the handshake by ctx: a host that accepts and says nothing (a
+	// QEMU whose card device is wedged) must not hang the caller.
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	err := c.exchangeInit(r, caps)
+	if !stop() {
+		// ctx ended: the deadline is (being) forced into the past.
+		return fmt.Errorf("vscard: handshake: %w", ctx.Err())
+	}
+	c.nc.SetDeadline(time.Time{})
+	return err
+}
+
+func (c *Client) exchangeInit(r *Reader, caps []uint32) error {
+	in := DefaultInit()
+	if caps != nil {
+		in.Capabilities = caps
+	}
+	if err := c.write(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: in.Append(nil)}); err != nil {
+		return fmt.Errorf("vscard: sending Init: %w", err)
+	}
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = ErrHostClosed
+			}
+			return fmt.Errorf("vscard: waiting for the host's Init: %w", err)
+		}
+		if m.Type != MsgInit {
+			// Replies to what an earlier client left in the host's buffer.
+			c.log.Debug("vscard: ignoring message before the host's Init", "type", m.Type)
+			continue
+		}
+		hi, err := ParseInit(m.Payload)
+		if err == nil {
+			err = hi.Check()
+		}
+		if err != nil {
+			return fmt.Errorf("vscard: host's Init: %w", err)
+		}
+		c.hostInit = hi
+		return nil
+	}
+}
+
+// HostInit returns the Init the host sent.
+func (c *Client) HostInit() Init { return c.hostInit }
+
+// RemoteAddr returns the host's address.
+func (c *Client) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// write sends m; the caller holds wmu or owns the connection alone.
+func (c *Client) write(m Message) error {
+	if c.wtimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.wtimeout))
+	}
+	return c.w.WriteMessage(m)
+}
+
+// send writes m under the write lock; a failed write ends the connection.
+func (c *Client) send(m Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.sendLocked(m)
+}
+
+func (c *Client) sendLocked(m Message) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	if err := c.write(m); err != nil {
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			return err // nothing was written; the connection is fine
+		}
+		err = fmt.Errorf("vscard: sending %v: %w", m.Type, err)
+		c.fail(err)
+		return err
+	}
+	return nil
+}
+
+// request sends a control message and waits for the host's Error reply.
+func (c *Client) request(ctx context.Context, m Message) (ReaderID, error) {
+	ch := make(chan reply, 1)
+	c.wmu.Lock()
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return 0, err
+	}
+	c.waiters = append(c.waiters, ch)
+	c.mu.Unlock()
+	err := c.sendLocked(m)
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.code != ErrCodeSuccess {
+			return r.id, &HostError{Op: m.Type, Code: r.code}
+		}
+		return r.id, nil
+	case <-ctx.Done():
+		// The waiter stays queued so that the reply, if it comes, is not
+		// taken for the next request's.
+		return 0, fmt.Errorf("vscard: waiting for the host to acknowledge %v: %w", m.Type, ctx.Err())
+	}
+}
+
+// AddReader announces a reader named name and returns the id the host gave
+// it (QEMU always gives 0).
+func (c *Client) AddReader(ctx context.Context, name string) (ReaderID, error) {
+	return c.request(ctx, Message{Type: MsgReaderAdd, ReaderID: UndefinedReaderID, Payload: []byte(name)})
+}
+
+// RemoveReader withdraws reader id (and its card). Removing a reader the
+// host does not know is harmless with QEMU, which is how a client clears
+// what an earlier, uncleanly ended session left.
+func (c *Client) RemoveReader(ctx context.Context, id ReaderID) error {
+	_, err := c.request(ctx, Message{Type: MsgReaderRemove, ReaderID: id})
+	return err
+}
+
+// InsertCard inserts (or resets) the card in reader id with its answer to
+// reset. QEMU refuses an ATR it finds inconsistent (see CheckATR) with a
+// *HostError.
+func (c *Client) InsertCard(ctx context.Context, id ReaderID, atr []byte) error {
+	_, err := c.request(ctx, Message{Type: MsgATR, ReaderID: id, Payload: atr})
+	return err
+}
+
+// RemoveCard removes the card from reader id.
+func (c *Client) RemoveCard(ctx context.Context, id ReaderID) error {
+	_, err := c.request(ctx, Message{Type: MsgCardRemove, ReaderID: id})
+	return err
+}
+
+// Commands returns the channel on which the host's commands arrive. It is
+// closed when the connection ends. Every command must be answered, with
+// Respond or Fail; until then a Flush from the host stays pending.
+func (c *Client) Commands() <-chan *Command { return c.cmds }
+
+// Done is closed when the connection has ended and the read loop stopped.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended, or nil while it runs.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Wait waits for the connection to end and returns why: ErrClosed after
+// Close, an error wrapping ErrHostClosed when the host hung up, or the
+// read or write error that ended it.
+func (c *Client) Wait() error {
+	<-c.done
+	return c.Err()
+}
+
+// Close ends the connection and waits for the read loop to stop. It sends
+// nothing: to leave cleanly, remove the card and reader first.
+func (c *Client) Close() error {
+	c.fail(ErrClosed)
+	<-c.done
+	return nil
+}
+
+// fail records why the connection ends (first reason wins), closes it and
+// fails every waiting request.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	waiters := c.waiters
+	c.waiters = nil
+	c.mu.Unlock()
+	c.once.Do(func() { close(c.closing) })
+	c.nc.Close()
+	for _, w := range waiters {
+		w <- reply{err: err}
+	}
+}
+
+func (c *Client) readLoop(r *Reader) {
+	defer close(c.done)
+	defer close(c.cmds)
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			select {
+			case <-c.closing:
+			default:
+				if errors.Is(err, io.EOF) {
+					err = ErrHostClosed
+				} else {
+					err = fmt.Errorf("vscard: reading from host: %w", err)
+				}
+				c.fail(err)
+			}
+			return
+		}
+		if !c.dispatch(m) {
+			return
+		}
+	}
+}
+
+// dispatch handles one message from the host; false ends the loop.
+func (c *Client) dispatch(m Message) bool {
+	switch m.Type {
+	case MsgError:
+		code, err := ParseError(m.Payload)
+		if err != nil {
+			c.log.Warn("vscard: ignoring malformed Error from host", "err", err)
+			return true
+		}
+		c.mu.Lock()
+		var w chan reply
+		if len(c.waiters) > 0 {
+			w = c.waiters[0]
+			c.waiters = c.waiters[1:]
+		}
+		c.mu.Unlock()
+		if w == nil {
+			c.log.Debug("vscard: unsolicited Error from host", "code", code, "reader", m.ReaderID)
+			return true
+		}
+		w <- reply{id: m.ReaderID, code: code}
+	case MsgAPDU:
+		cmd := &Command{ReaderID: m.ReaderID, APDU: append([]byte(nil), m.Payload...), c: c}
+		c.mu.Lock()
+		c.outstanding++
+		c.mu.Unlock()
+		select {
+		case c.cmds <- cmd:
+		case <-c.closing:
+			return false
+		}
+	case MsgFlush:
+		c.wmu.Lock()
+		c.mu.Lock()
+		now := c.outstanding == 0
+		if !now {
+			c.flushPending++
+		}
+		c.mu.Unlock()
+		var err error
+		if now {
+			err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: m.ReaderID})
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			return false
+		}
+	case MsgInit:
+		c.log.Debug("vscard: ignoring repeated Init from host")
+	default:
+		c.log.Warn("vscard: ignoring unexpected message from host", "type", m.Type, "reader", m.ReaderID, "len", len(m.Payload))
+	}
+	return true
+}
+
+// Command is a command APDU the host sent (the guest's command). Answer it
+// exactly once, with Respond or Fail.
+type Command struct {
+	ReaderID ReaderID
+	APDU     []byte
+
+	c        *Client
+	answered bool // guarded by c.wmu
+}
+
+// Respond sends the card's response to the host.
+func (cmd *Command) Respond(resp []byte) error {
+	return cmd.answer(Message{Type: MsgAPDU, ReaderID: cmd.ReaderID, Payload: resp})
+}
+
+// Fail tells the host the card could not answer the command (an Error
+// message with code), so the guest gets an error rather than silence.
+func (cmd *Command) Fail(code ErrorCode) error {
+	return cmd.answer(Message{Type: MsgError, ReaderID: cmd.ReaderID, Payload: AppendError(nil, code)})
+}
+
+func (cmd *Command) answer(m Message) error {
+	c := cmd.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if cmd.answered {
+		return ErrAnswered
+	}
+	err := c.sendLocked(m)
+	var tl *TooLargeError
+	if errors.As(err, &tl) {
+		return err // not answered: the caller may still Fail it
+	}
+	cmd.answered = true
+	c.mu.Lock()
+	c.outstanding--
+	flushes := 0
+	if c.outstanding == 0 {
+		flushes, c.flushPending = c.flushPending, 0
+	}
+	c.mu.Unlock()
+	for ; err == nil && flushes > 0; flushes-- {
+		err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: cmd.ReaderID})
+	}
+	return err
+}

@@ -1,0 +1,94 @@
+package vscard
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+)
+
+// DialConfig configures Dial. A nil *DialConfig means plain TCP or unix, no
+// TLS, and every Client default.
+type DialConfig struct {
+	ClientConfig
+
+	// TLS, when set, wraps the connection in TLS as a client with this
+	// configuration (QEMU's tls-creds-x509 with endpoint=server). When
+	// ServerName is empty it is taken from the address's host.
+	TLS *tls.Config
+
+	// KeepAlive is the TCP keep-alive period that detects a vanished host;
+	// 0 means 15 s; negative disables it.
+	KeepAlive time.Duration
+}
+
+// Dial connects to a VSCard host at address on network ("tcp", "tcp4",
+// "tcp6" or "unix"), with TLS when cfg.TLS is set, and completes the
+// handshake. ctx bounds the dial and the handshake.
+//
+// On TCP, Dial sets TCP_QUICKACK after every read (Linux), so that QEMU,
+// which writes a message's header and payload separately, is not held back
+// by Nagle's algorithm waiting for a delayed ACK when its chardev lacks
+// nodelay=on (as libvirt creates it).
+func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Client, error) {
+	if cfg == nil {
+		cfg = &DialConfig{}
+	}
+	d := net.Dialer{KeepAlive: cfg.KeepAlive}
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("vscard: %w", err)
+	}
+	nc = withQuickAck(nc)
+	if cfg.TLS != nil {
+		tc := cfg.TLS.Clone()
+		if tc.ServerName == "" && network != "unix" {
+			if host, _, err := net.SplitHostPort(address); err == nil {
+				tc.ServerName = host
+			}
+		}
+		if tc.MinVersion == 0 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+		tlsConn := tls.Client(nc, tc)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("vscard: TLS handshake with %s: %w", address, err)
+		}
+		nc = tlsConn
+	}
+	return NewClient(ctx, nc, &cfg.ClientConfig)
+}
+
+// withQuickAck wraps a TCP connection so that every read re-arms
+// TCP_QUICKACK; other connections are returned as they are.
+func withQuickAck(nc net.Conn) net.Conn {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok || !quickAckSupported {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	setQuickAck(rc)
+	return &quickAckConn{TCPConn: tc, rc: rc}
+}
+
+// quickAckConn is a TCP connection that acknowledges every segment at once.
+// Linux leaves quick-ACK mode on its own, so it is re-armed after each read.
+type quickAckConn struct {
+	*net.TCPConn
+	rc interface {
+		Control(func(fd uintptr)) error
+	}
+}
+
+func (c *quickAckConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if n > 0 {
+		setQuickAck(c.rc)
+	}
+	return n, err
+}

@@ -1,0 +1,66 @@
+package vscard
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventKind says what a host saw.
+type EventKind int
+
+// The events a Host reports.
+const (
+	EventConnected     EventKind = iota + 1 // a client connected (Remote)
+	EventDisconnected                       // the client left (Remote, Err)
+	EventInit                               // the client's Init (Init)
+	EventReaderAdded                        // ReaderAdd (Name)
+	EventReaderRemoved                      // ReaderRemove
+	EventCardInserted                       // an ATR accepted (ATR)
+	EventATRRejected                        // an ATR refused with Error{1} (ATR)
+	EventCardRemoved                        // CardRemove, or ReaderRemove with a card in
+	EventAPDU                               // a command and its response (Command, Response, RTT)
+	EventCardError                          // a command answered with Error (Command, Code, RTT)
+	EventUnexpected                         // a message QEMU does not expect (Type)
+	EventFlushComplete                      // FlushComplete answering the host's Flush
+	EventStalled                            // input buffer full: nothing more is read until Reset
+)
+
+var eventNames = map[EventKind]string{
+	EventConnected:     "connected",
+	EventDisconnected:  "disconnected",
+	EventInit:          "init",
+	EventReaderAdded:   "reader-added",
+	EventReaderRemoved: "reader-removed",
+	EventCardInserted:  "card-inserted",
+	EventATRRejected:   "atr-rejected",
+	EventCardRemoved:   "card-removed",
+	EventAPDU:          "apdu",
+	EventCardError:     "card-error",
+	EventUnexpected:    "unexpected",
+	EventFlushComplete: "flush-complete",
+	EventStalled:       "stalled",
+}
+
+func (k EventKind) String() string {
+	if s, ok := eventNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is something a Host saw. Only the fields its Kind names are set.
+type Event struct {
+	Kind     EventKind
+	Time     time.Time
+	Remote   string
+	ReaderID ReaderID
+	Type     MsgType   // EventUnexpected
+	Init     Init      // EventInit
+	Name     string    // EventReaderAdded
+	ATR      []byte    // EventCardInserted, EventATRRejected
+	Command  []byte    // EventAPDU, EventCardError
+	Response []byte    // EventAPDU
+	RTT      time.Duration
+	Code     ErrorCode // EventCardError
+	Err      error     // EventDisconnected, EventStalled
+}

@@ -1,0 +1,575 @@
+package vscard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// HostConfig configures a Host. A nil *HostConfig means every default.
+type HostConfig struct {
+	// OnEvent, when set, is called for every event, from the goroutine
+	// serving the connection or calling Transmit. It must not block for
+	// long: the host does not read while it runs.
+	OnEvent func(Event)
+
+	// NoDelay sets TCP_NODELAY on the connections the host serves. The
+	// default, false, is what the chardev libvirt creates does (no
+	// nodelay=on), which together with the split writes below reproduces
+	// the latency a client meets under libvirt.
+	NoDelay bool
+
+	// WholeWrites writes each message in one write. By default the host
+	// writes the header and the payload in two writes, as QEMU does.
+	WholeWrites bool
+
+	// Logger receives what QEMU would print on its stderr. nil discards.
+	Logger *slog.Logger
+}
+
+// Host is the host end of VSCard as QEMU 7.2's ccid-card-passthru device
+// implements it, reply for reply. Like the QEMU device, a Host outlives its
+// connections: its input buffer (QEMUInputBuffer bytes), the reader and the
+// card survive a client's disconnection, and a new client starts from there.
+//
+// What a Host does, as QEMU does:
+//   - it reads at most 4096 bytes at a time into its 64 KiB input buffer,
+//     handles every whole message in it, and rewinds the buffer only when it
+//     is fully consumed; bytes of an unfinished message stay for the next
+//     connection;
+//   - when the buffer is full without a whole message in it, it stops
+//     reading for good (EventStalled): nothing more is read or answered, on
+//     that connection or any later one, until Reset (a VM restart);
+//   - Init (whatever its magic) is answered with Init{VSCD, 0.0.2, [0]} and
+//     reader id 0xFFFFFFFF; ReaderAdd with Error{0} and reader id 0 (QEMU 7.2
+//     does not refuse a second reader); ReaderRemove and CardRemove with
+//     Error{0}; an ATR longer than 40 bytes or whose interface bytes do not
+//     add up with Error{1} (ignored), a good one with Error{0}; Flush,
+//     FlushComplete and unknown types with Error{1}; APDU and Error answer
+//     the guest's pending command and get no reply. Replies other than to
+//     ReaderAdd carry the reader id of the message they answer.
+//
+// Beyond QEMU, Transmit plays the guest sending a command, and Flush sends
+// the Flush message QEMU never sends (the matching FlushComplete is then
+// taken as its answer rather than refused).
+type Host struct {
+	cfg HostConfig
+	log *slog.Logger
+
+	// The input buffer is touched only by the goroutine in ServeConn.
+	in     [QEMUInputBuffer]byte
+	inPos  int
+	inHdr  int
+	serveM sync.Mutex // held by ServeConn: one connection at a time
+
+	wmu sync.Mutex // serialises writes to conn
+
+	mu          sync.Mutex
+	conn        net.Conn
+	remote      string
+	readerAdded bool
+	readerName  string
+	card        bool
+	atr         []byte
+	stalled     bool
+	pending     *pendingCmd
+	flushes     []chan struct{}
+}
+
+type pendingCmd struct {
+	cmd  []byte
+	sent time.Time
+	ch   chan cmdResult
+}
+
+type cmdResult struct {
+	resp []byte
+	err  error
+}
+
+// Errors from Host.Transmit and Host.Flush, matched with errors.Is.
+var (
+	ErrNoClient    = errors.New("vscard: no client connected")
+	ErrNoCard      = errors.New("vscard: no card inserted")
+	ErrBusy        = errors.New("vscard: a command is already outstanding")
+	ErrCardRemoved = errors.New("vscard: card removed while a command was outstanding")
+	ErrStalled     = errors.New("vscard: host input buffer full; the card device reads nothing more until reset")
+)
+
+// CardError is a client's Error reply to a command.
+type CardError struct {
+	Code ErrorCode
+}
+
+func (e *CardError) Error() string { return fmt.Sprintf("vscard: card failed the command: %v", e.Code) }
+
+// NewHost returns a Host in the state of a freshly started QEMU: no reader,
+// no card, an empty input buffer.
+func NewHost(cfg *HostConfig) *Host {
+	h := &Host{}
+	if cfg != nil {
+		h.cfg = *cfg
+	}
+	h.log = h.cfg.Logger
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h
+}
+
+// HostState is a snapshot of a Host.
+type HostState struct {
+	Connected   bool
+	Remote      string
+	ReaderAdded bool
+	ReaderName  string
+	CardPresent bool
+	ATR         []byte
+	Stalled     bool
+	Buffered    int // bytes of an unfinished message in the input buffer
+}
+
+// State returns a snapshot of h.
+func (h *Host) State() HostState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return HostState{
+		Connected:   h.conn != nil,
+		Remote:      h.remote,
+		ReaderAdded: h.readerAdded,
+		ReaderName:  h.readerName,
+		CardPresent: h.card,
+		ATR:         append([]byte(nil), h.atr...),
+		Stalled:     h.stalled,
+		Buffered:    h.bufferedLocked(),
+	}
+}
+
+func (h *Host) bufferedLocked() int { return h.inPos - h.inHdr }
+
+// Reset returns h to the state of a freshly started QEMU, as a VM restart
+// does. It fails while a connection is being served.
+func (h *Host) Reset() error {
+	if !h.serveM.TryLock() {
+		return errors.New("vscard: cannot reset a host while it serves a connection")
+	}
+	defer h.serveM.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.in = [QEMUInputBuffer]byte{}
+	h.inPos, h.inHdr = 0, 0
+	h.readerAdded, h.readerName, h.card, h.atr, h.stalled = false, "", false, nil, false
+	h.failPendingLocked(ErrCardRemoved)
+	return nil
+}
+
+func (h *Host) emit(e Event) {
+	if h.cfg.OnEvent == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	h.cfg.OnEvent(e)
+}
+
+// ServeConn serves one client connection until it ends, the host stalls and
+// the client leaves, or ctx is done; it closes nc before returning. Like
+// QEMU's chardev, a Host serves one connection at a time: a second
+// ServeConn waits for the first.
+func (h *Host) ServeConn(ctx context.Context, nc net.Conn) error {
+	h.serveM.Lock()
+	defer h.serveM.Unlock()
+	defer nc.Close()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(h.cfg.NoDelay)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+
+	remote := nc.RemoteAddr().String()
+	h.mu.Lock()
+	h.conn, h.remote = nc, remote
+	h.mu.Unlock()
+	h.emit(Event{Kind: EventConnected, Remote: remote})
+	err := h.serve(ctx, nc)
+	h.mu.Lock()
+	h.conn = nil
+	h.mu.Unlock()
+	h.emit(Event{Kind: EventDisconnected, Remote: remote, Err: err})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// qemuReadChunk is the most QEMU's socket chardev reads at once
+// (CHR_READ_BUF_LEN).
+const qemuReadChunk = 4096
+
+func (h *Host) serve(ctx context.Context, nc net.Conn) error {
+	for {
+		room := len(h.in) - h.inPos
+		if room == 0 {
+			h.mu.Lock()
+			first := !h.stalled
+			h.stalled = true
+			h.mu.Unlock()
+			if first {
+				h.log.Error("vscard: host input buffer full without a whole message; the card device reads nothing more until the VM restarts")
+				h.emit(Event{Kind: EventStalled, Err: ErrStalled})
+			}
+			return waitClosed(ctx, nc)
+		}
+		n, err := nc.Read(h.in[h.inPos : h.inPos+min(room, qemuReadChunk)])
+		h.inPos += n
+		h.process()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// process handles every whole message in the input buffer, as QEMU's
+// ccid_card_vscard_read does, including its in-place byte swapping of the
+// header (which an inconsistent ATR's interface bytes may read back).
+func (h *Host) process() {
+	for {
+		avail := h.inPos - h.inHdr
+		if avail < HeaderLen {
+			break
+		}
+		hdr, _ := ParseHeader(h.in[h.inHdr:])
+		if uint64(avail) < HeaderLen+uint64(hdr.Length) {
+			break
+		}
+		// QEMU converts the header to host order in place (x86: little
+		// endian) before handling the message.
+		binary.LittleEndian.PutUint32(h.in[h.inHdr:], uint32(hdr.Type))
+		binary.LittleEndian.PutUint32(h.in[h.inHdr+4:], uint32(hdr.ReaderID))
+		binary.LittleEndian.PutUint32(h.in[h.inHdr+8:], hdr.Length)
+		h.handle(hdr, h.inHdr+HeaderLen)
+		h.inHdr += HeaderLen + int(hdr.Length)
+	}
+	if h.inHdr == h.inPos {
+		h.inPos, h.inHdr = 0, 0
+	}
+}
+
+// maxATR is the longest ATR QEMU accepts (ISO 7816-3, MAX_ATR_SIZE).
+const maxATR = 40
+
+func (h *Host) handle(hdr Header, off int) {
+	payload := h.in[off : off+int(hdr.Length)]
+	switch hdr.Type {
+	case MsgATR:
+		if hdr.Length > maxATR || !qemuCheckATR(h.in[:], off, int(hdr.Length)) {
+			h.log.Error("vscard: ATR is inconsistent, ignoring", "atr", fmt.Sprintf("%X", payload))
+			h.emit(Event{Kind: EventATRRejected, ReaderID: hdr.ReaderID, ATR: clone(payload)})
+			h.reply(hdr.ReaderID, ErrCodeGeneral)
+			return
+		}
+		h.mu.Lock()
+		h.card, h.atr = true, clone(payload)
+		h.mu.Unlock()
+		h.emit(Event{Kind: EventCardInserted, ReaderID: hdr.ReaderID, ATR: clone(payload)})
+		h.reply(hdr.ReaderID, ErrCodeSuccess)
+	case MsgAPDU:
+		h.answer(hdr, clone(payload), nil)
+	case MsgCardRemove:
+		h.mu.Lock()
+		h.card = false
+		h.failPendingLocked(ErrCardRemoved)
+		h.mu.Unlock()
+		h.emit(Event{Kind: EventCardRemoved, ReaderID: hdr.ReaderID})
+		h.reply(hdr.ReaderID, ErrCodeSuccess)
+	case MsgInit:
+		h.handleInit(hdr, off)
+	case MsgError:
+		// QEMU reads the code without checking the length.
+		code := ErrorCode(0)
+		if hdr.Length >= 4 {
+			code = ErrorCode(binary.BigEndian.Uint32(payload))
+		}
+		h.answer(hdr, nil, &CardError{Code: code})
+	case MsgReaderAdd:
+		h.mu.Lock()
+		h.readerAdded, h.readerName = true, string(payload)
+		h.mu.Unlock()
+		h.emit(Event{Kind: EventReaderAdded, ReaderID: MinimalReaderID, Name: string(payload)})
+		h.reply(MinimalReaderID, ErrCodeSuccess)
+	case MsgReaderRemove:
+		h.mu.Lock()
+		wasCard := h.card
+		h.readerAdded, h.readerName, h.card = false, "", false
+		h.failPendingLocked(ErrCardRemoved)
+		h.mu.Unlock()
+		if wasCard {
+			h.emit(Event{Kind: EventCardRemoved, ReaderID: hdr.ReaderID})
+		}
+		h.emit(Event{Kind: EventReaderRemoved, ReaderID: hdr.ReaderID})
+		h.reply(hdr.ReaderID, ErrCodeSuccess)
+	default:
+		if hdr.Type == MsgFlushComplete && h.takeFlush() {
+			h.emit(Event{Kind: EventFlushComplete, ReaderID: hdr.ReaderID})
+			return
+		}
+		h.log.Warn(fmt.Sprintf("usb-ccid: chardev: unexpected message of type %X", uint32(hdr.Type)))
+		h.emit(Event{Kind: EventUnexpected, Type: hdr.Type, ReaderID: hdr.ReaderID})
+		h.reply(hdr.ReaderID, ErrCodeGeneral)
+	}
+}
+
+// handleInit answers Init as QEMU does, whatever the payload, after
+// byte-swapping the version and capabilities in place as QEMU does.
+func (h *Host) handleInit(hdr Header, off int) {
+	var in Init
+	if off+8 <= len(h.in) {
+		copy(in.Magic[:], h.in[off:])
+		v := binary.BigEndian.Uint32(h.in[off+4:])
+		in.Version = Version(v)
+		binary.LittleEndian.PutUint32(h.in[off+4:], v)
+	}
+	if hdr.Length >= 12 {
+		n := 1 + (int(hdr.Length)-12)/4
+		for i := range n {
+			p := off + 8 + 4*i
+			if p+4 > len(h.in) {
+				break
+			}
+			c := binary.BigEndian.Uint32(h.in[p:])
+			if i < maxCapabilities {
+				in.Capabilities = append(in.Capabilities, c)
+			}
+			binary.LittleEndian.PutUint32(h.in[p:], c)
+		}
+	}
+	if string(in.Magic[:]) != Magic {
+		h.log.Error("vscard: wrong magic")
+	}
+	h.emit(Event{Kind: EventInit, ReaderID: hdr.ReaderID, Init: in})
+	h.send(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
+}
+
+// answer completes the guest's pending command with a response or an error.
+func (h *Host) answer(hdr Header, resp []byte, cerr *CardError) {
+	h.mu.Lock()
+	p := h.pending
+	h.pending = nil
+	h.mu.Unlock()
+	if p == nil {
+		// QEMU: "got an APDU without pending answers"; dropped.
+		h.emit(Event{Kind: EventUnexpected, Type: hdr.Type, ReaderID: hdr.ReaderID})
+		return
+	}
+	rtt := time.Since(p.sent)
+	if cerr != nil {
+		h.emit(Event{Kind: EventCardError, ReaderID: hdr.ReaderID, Command: p.cmd, Code: cerr.Code, RTT: rtt})
+		p.ch <- cmdResult{err: cerr}
+		return
+	}
+	h.emit(Event{Kind: EventAPDU, ReaderID: hdr.ReaderID, Command: p.cmd, Response: resp, RTT: rtt})
+	p.ch <- cmdResult{resp: resp}
+}
+
+func (h *Host) failPendingLocked(err error) {
+	if h.pending != nil {
+		h.pending.ch <- cmdResult{err: err}
+		h.pending = nil
+	}
+}
+
+func (h *Host) takeFlush() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.flushes) == 0 {
+		return false
+	}
+	close(h.flushes[0])
+	h.flushes = h.flushes[1:]
+	return true
+}
+
+func (h *Host) reply(id ReaderID, code ErrorCode) {
+	h.send(Message{Type: MsgError, ReaderID: id, Payload: AppendError(nil, code)})
+}
+
+// send writes m to the current connection, in two writes unless
+// WholeWrites. Write errors surface as the connection's read error.
+func (h *Host) send(m Message) error {
+	h.mu.Lock()
+	nc := h.conn
+	h.mu.Unlock()
+	if nc == nil {
+		return ErrNoClient
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	b := m.Append(make([]byte, 0, HeaderLen+len(m.Payload)))
+	if h.cfg.WholeWrites || len(m.Payload) == 0 {
+		_, err := nc.Write(b)
+		return err
+	}
+	if _, err := nc.Write(b[:HeaderLen]); err != nil {
+		return err
+	}
+	_, err := nc.Write(b[HeaderLen:])
+	return err
+}
+
+// Transmit plays the guest: it sends cmd to the client as an APDU message
+// (reader id 0) and waits for the response. It fails with ErrNoClient,
+// ErrNoCard or ErrBusy as QEMU's usb-ccid would refuse the guest, with a
+// *CardError when the client answers Error, and with ErrCardRemoved when the
+// card goes while the command is outstanding. When ctx ends first, the
+// command is abandoned (a late response is dropped).
+func (h *Host) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) > MaxPayload {
+		return nil, &TooLargeError{Type: MsgAPDU, Length: uint64(len(cmd)), Max: MaxPayload}
+	}
+	h.mu.Lock()
+	switch {
+	case h.conn == nil:
+		h.mu.Unlock()
+		return nil, ErrNoClient
+	case !h.card:
+		h.mu.Unlock()
+		return nil, ErrNoCard
+	case h.pending != nil:
+		h.mu.Unlock()
+		return nil, ErrBusy
+	}
+	p := &pendingCmd{cmd: clone(cmd), sent: time.Now(), ch: make(chan cmdResult, 1)}
+	h.pending = p
+	h.mu.Unlock()
+	if err := h.send(Message{Type: MsgAPDU, ReaderID: MinimalReaderID, Payload: cmd}); err != nil {
+		h.abandon(p)
+		return nil, fmt.Errorf("vscard: sending APDU: %w", err)
+	}
+	select {
+	case r := <-p.ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		h.abandon(p)
+		return nil, ctx.Err()
+	}
+}
+
+func (h *Host) abandon(p *pendingCmd) {
+	h.mu.Lock()
+	if h.pending == p {
+		h.pending = nil
+	}
+	h.mu.Unlock()
+}
+
+// Flush sends a Flush message and waits for the client's FlushComplete.
+func (h *Host) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	h.mu.Lock()
+	if h.conn == nil {
+		h.mu.Unlock()
+		return ErrNoClient
+	}
+	h.flushes = append(h.flushes, done)
+	h.mu.Unlock()
+	if err := h.send(Message{Type: MsgFlush, ReaderID: MinimalReaderID}); err != nil {
+		return fmt.Errorf("vscard: sending Flush: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// qemuCheckATR is QEMU's ATR consistency check (check_atr in
+// ccid-card-passthru.c), applied to the n bytes at buf[off:], including the
+// way it may look at bytes past the ATR while following TD bytes.
+func qemuCheckATR(buf []byte, off, n int) bool {
+	at := func(i int) int {
+		if off+i < len(buf) {
+			return int(buf[off+i])
+		}
+		return 0
+	}
+	if n < 2 {
+		return false
+	}
+	if t0 := at(0); t0 != 0x3B && t0 != 0x3F {
+		return false
+	}
+	hist := at(1) & 0xF
+	opt := 0
+	td := at(1) >> 4
+	for count := 0; td != 0 && count < 2 && opt+hist+2 < n; count++ {
+		for _, bit := range []int{1, 2, 4} {
+			if td&bit != 0 {
+				opt++
+			}
+		}
+		if td&8 != 0 {
+			opt++
+			td = at(opt+2) >> 4 // QEMU reads the byte after TD here
+		}
+	}
+	return n >= 2+hist+opt
+}
+
+// CheckATR reports whether QEMU's ccid-card-passthru accepts atr: at most 40
+// bytes, TS 3B or 3F, and interface bytes consistent with the historical
+// byte count. A client can use it to explain a refusal before QEMU does.
+func CheckATR(atr []byte) error {
+	if len(atr) > maxATR {
+		return fmt.Errorf("vscard: ATR of %d bytes is longer than the %d QEMU accepts: %w", len(atr), maxATR, ErrMalformed)
+	}
+	if !qemuCheckATR(atr, 0, len(atr)) {
+		return fmt.Errorf("vscard: ATR %X is inconsistent (QEMU refuses it): %w", atr, ErrMalformed)
+	}
+	return nil
+}
+
+// waitClosed waits, without reading, until the peer closes nc or ctx ends:
+// a stalled QEMU reads nothing more, yet notices the client leaving.
+func waitClosed(ctx context.Context, nc net.Conn) error {
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn() // TLS: watch the socket underneath
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		<-ctx.Done()
+		return ErrStalled
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		<-ctx.Done()
+		return ErrStalled
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	buf := make([]byte, 1)
+	for {
+		closed := false
+		rc.Control(func(fd uintptr) {
+			n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			closed = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+		})
+		if closed {
+			return ErrStalled
+		}
+		select {
+		case <-ctx.Done():
+			return ErrStalled
+		case <-t.C:
+		}
+	}
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
