@@ -54,12 +54,12 @@ type Event struct {
 	Time     time.Time
 	Remote   string
 	ReaderID ReaderID
-	Type     MsgType   // EventUnexpected
-	Init     Init      // EventInit
-	Name     string    // EventReaderAdded
-	ATR      []byte    // EventCardInserted, EventATRRejected
-	Command  []byte    // EventAPDU, EventCardError
-	Response []byte    // EventAPDU
+	Type     MsgType // EventUnexpected
+	Init     Init    // EventInit
+	Name     string  // EventReaderAdded
+	ATR      []byte  // EventCardInserted, EventATRRejected
+	Command  []byte  // EventAPDU, EventCardError
+	Response []byte  // EventAPDU
 	RTT      time.Duration
 	Code     ErrorCode // EventCardError
 	Err      error     // EventDisconnected, EventStalled

@@ -109,13 +109,13 @@ func TestCheckATR(t *testing.T) {
 	}{
 		{"3b00", true},
 		{"3f00", true},
-		{"3a00", false},          // TS
-		{"3b", false},            // too short
-		{"3b02", false},          // 2 historical bytes missing
-		{"3b0201", false},        // 1 of 2 historical bytes
-		{"3b020102", true},       // exact
-		{"3b02010203", true},     // too long is let through
-		{"3b8080010101", true},   // TD1, TD2
+		{"3a00", false},                          // TS
+		{"3b", false},                            // too short
+		{"3b02", false},                          // 2 historical bytes missing
+		{"3b0201", false},                        // 1 of 2 historical bytes
+		{"3b020102", true},                       // exact
+		{"3b02010203", true},                     // too long is let through
+		{"3b8080010101", true},                   // TD1, TD2
 		{"3bd518ff8091fe1fc38073c8211308", true}, // QEMU's default ATR
 		{"3b" + "0f" + "000102030405060708090a0b0c0d0e", true},
 		{"3b" + "ff" + "00", false},
