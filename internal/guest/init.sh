@@ -1,0 +1,415 @@
+#!/bin/sh
+# /init of vscardkit's test guest (busybox sh). It loads the USB modules,
+# waits for QEMU's CCID reader (08e6:4433), starts pcscd, runs the scenario
+# the kernel command line names and powers the VM off.
+#
+# Parameters come from the kernel command line as vscard.NAME=VALUE (the
+# kernel does not pass dotted parameters to init, so they are read from
+# /proc/cmdline) and are available here as $P_NAME:
+#   vscard.scenario=NAME  the scenario to run (scenario_NAME below)
+#   vscard.timeout=SEC    power off after SEC seconds whatever happens (120)
+#   vscard.debug=1        run pcscd with --debug and print its log at the end
+# plus each scenario's own, listed with it.
+#
+# Output on the serial console, one marker per line:
+#   VSCARD-EVENT NAME [key=value...]  something happened (the host may react)
+#   VSCARD-BEGIN SCENARIO
+#   VSCARD-RESULT KEY=VALUE           a result (the value is the rest of the line)
+#   VSCARD-END SCENARIO rc=N          the scenario finished; 0 is success
+#   VSCARD-ERROR MESSAGE              why it failed
+#
+# To add a scenario, write a function scenario_NAME that prints results with
+# `result KEY VALUE` and returns non-zero on failure.
+
+export PATH=/usr/sbin:/usr/bin
+/usr/bin/busybox --install -s 2>/dev/null
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p /run/pcscd /tmp
+exec </dev/null
+
+P_scenario=none
+P_timeout=120
+P_debug=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	vscard.*=*)
+		k=${arg%%=*}
+		k=${k#vscard.}
+		case "$k" in
+		'' | *[!a-z0-9_]*) continue ;;
+		esac
+		eval "P_$k=\${arg#*=}"
+		;;
+	esac
+done
+
+event() { echo "VSCARD-EVENT $*"; }
+result() { echo "VSCARD-RESULT $1=$2"; }
+error() { echo "VSCARD-ERROR $*"; }
+
+# now_us prints the monotonic clock (CLOCK_MONOTONIC, from
+# /proc/timer_list) in microseconds, or /proc/uptime's 10 ms clock when
+# timer_list is missing.
+now_us() {
+	if [ -r /proc/timer_list ]; then
+		awk '/^now at /{ printf "%d\n", $3 / 1000; exit }' /proc/timer_list
+	else
+		awk '{ printf "%d\n", $1 * 1000000; exit }' /proc/uptime
+	fi
+}
+
+# uptime_ms prints the time since boot in milliseconds.
+uptime_ms() { echo $(($(now_us) / 1000)); }
+
+finish() {
+	rc=$1
+	echo "VSCARD-END $P_scenario rc=$rc"
+	if [ "$P_debug" = 1 ] && [ -f /tmp/pcscd.log ]; then
+		sed 's/^/VSCARD-LOG pcscd: /' /tmp/pcscd.log
+	fi
+	# Let the UART drain before the power goes.
+	sleep 0.2
+	poweroff -f
+}
+
+event init uptime_ms=$(uptime_ms)
+
+# The watchdog powers the VM off if the scenario hangs.
+(
+	sleep "$P_timeout"
+	error "timeout after ${P_timeout}s"
+	finish 124
+) &
+
+for m in usb-common usbcore uhci-hcd; do
+	if ! insmod "/lib/modules/$m.ko"; then
+		error "insmod $m failed"
+		finish 1
+	fi
+done
+
+# reader_on_bus succeeds when QEMU's usb-ccid (08e6:4433) is on the USB bus.
+reader_on_bus() {
+	for d in /sys/bus/usb/devices/*; do
+		[ -r "$d/idVendor" ] || continue
+		if [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = 08e6:4433 ]; then
+			return 0
+		fi
+	done
+	return 1
+}
+
+# There is no udev here: pcscd only sees the readers present when it starts.
+i=0
+until reader_on_bus; do
+	i=$((i + 1))
+	if [ $i -gt 500 ]; then
+		error "no USB device 08e6:4433 after 10s (is usb-ccid on the QEMU command line?)"
+		finish 1
+	fi
+	sleep 0.02
+done
+event usb-reader uptime_ms=$(uptime_ms)
+
+if [ "$P_debug" = 1 ]; then
+	pcscd --foreground --debug >/tmp/pcscd.log 2>&1 &
+else
+	pcscd --foreground >/tmp/pcscd.log 2>&1 &
+fi
+
+# list_readers prints the PC/SC reader names, one a line.
+list_readers() {
+	pcsc_scan -r 2>/dev/null | sed -n 's/^[0-9][0-9]*: //p'
+}
+
+i=0
+until [ -n "$(list_readers)" ]; do
+	i=$((i + 1))
+	if [ $i -gt 200 ]; then
+		error "pcscd lists no reader after 10s"
+		finish 1
+	fi
+	sleep 0.05
+done
+event reader uptime_ms=$(uptime_ms)
+
+# hexstr turns opensc-tool's "3b:80:80:01:01" or "3B 80 80" into "3b808001".
+hexstr() { tr -d ': \n' | tr 'A-F' 'a-f'; }
+
+# atr_of N prints the ATR of the card in reader N (lower-case hex), or
+# fails when there is no card.
+atr_of() {
+	out=$(opensc-tool -r "$1" -a 2>/dev/null) || return 1
+	echo "$out" | grep -iE '^[0-9a-f]{2}(:[0-9a-f]{2})*$' | head -n 1 | hexstr
+}
+
+# Scenario readers: the PC/SC readers and the card in each.
+# Results: readers=N, reader.I=NAME, card.I=present|absent,
+# atr.I=HEX.
+scenario_readers() {
+	n=0
+	list_readers >/tmp/readers
+	while read -r name; do
+		result "reader.$n" "$name"
+		if atr=$(atr_of $n) && [ -n "$atr" ]; then
+			result "card.$n" present
+			result "atr.$n" "$atr"
+		else
+			result "card.$n" absent
+		fi
+		n=$((n + 1))
+	done </tmp/readers
+	result readers $n
+	[ $n -gt 0 ]
+}
+
+# parse_apdu_responses reads opensc-tool -s output and prints one line per
+# response: its data and status word in lower-case hex.
+parse_apdu_responses() {
+	awk '
+	function flush() { if (have) print resp sw; have = 0; resp = "" }
+	/^Sending: / { flush(); next }
+	/^Received \(SW1=0x[0-9a-fA-F]+, SW2=0x[0-9a-fA-F]+\)/ {
+		flush()
+		match($0, /SW1=0x[0-9a-fA-F]+/); sw1 = substr($0, RSTART + 6, RLENGTH - 6)
+		match($0, /SW2=0x[0-9a-fA-F]+/); sw2 = substr($0, RSTART + 6, RLENGTH - 6)
+		sw = sprintf("%02s%02s", sw1, sw2); gsub(/ /, "0", sw)
+		have = 1; next
+	}
+	have && /^[0-9A-Fa-f][0-9A-Fa-f]( [0-9A-Fa-f][0-9A-Fa-f])*/ {
+		# A hex dump line: up to 16 "XX " groups, then the ASCII column.
+		line = substr($0, 1, 48)
+		n = split(line, f, " ")
+		for (i = 1; i <= n; i++) if (f[i] ~ /^[0-9A-Fa-f][0-9A-Fa-f]$/) resp = resp f[i]
+		next
+	}
+	END { flush() }
+	' | tr 'A-F' 'a-f'
+}
+
+# Scenario apdu: send raw APDUs in one opensc-tool call.
+# Parameters: vscard.apdus=HEX[,HEX...] (each APDU in hex),
+# vscard.reader=N (0). Results: apdus=N, apdu.I=HEX (data and status word of
+# response I), opensc_rc=N.
+scenario_apdu() {
+	[ -n "$P_apdus" ] || {
+		error "vscard.apdus is empty"
+		return 2
+	}
+	set --
+	for a in $(echo "$P_apdus" | tr ',' ' '); do
+		set -- "$@" -s "$a"
+	done
+	opensc-tool -c default -r "${P_reader:-0}" "$@" >/tmp/apdu.out 2>/tmp/apdu.err
+	rc=$?
+	result opensc_rc $rc
+	n=0
+	parse_apdu_responses </tmp/apdu.out >/tmp/apdu.resp
+	while read -r r; do
+		result "apdu.$n" "$r"
+		n=$((n + 1))
+	done </tmp/apdu.resp
+	result apdus $n
+	if [ $rc != 0 ]; then
+		sed 's/^/VSCARD-ERROR opensc-tool: /' /tmp/apdu.err | head -n 20
+	fi
+	return $rc
+}
+
+# Scenario latency: COUNT copies of one APDU in ONE opensc-tool call, timed
+# with the monotonic clock, minus a call with a single APDU (process start,
+# PC/SC connect and card init).
+# Parameters: vscard.count=N (200), vscard.apdu=HEX (SELECT of the PIV
+# application), vscard.reader=N (0).
+# Results: count=N, total_ms (the COUNT call), base_ms (the 1-APDU call),
+# per_apdu_us = (total - base) / (COUNT - 1), responses=N (how many
+# responses opensc-tool printed).
+scenario_latency() {
+	count=${P_count:-200}
+	apdu=${P_apdu:-00A4040009A00000030800001000}
+	reader=${P_reader:-0}
+	set --
+	i=0
+	while [ $i -lt "$count" ]; do
+		set -- "$@" -s "$apdu"
+		i=$((i + 1))
+	done
+	t0=$(now_us)
+	opensc-tool -c default -r "$reader" -s "$apdu" >/dev/null 2>&1 || {
+		error "opensc-tool (1 APDU) failed"
+		return 1
+	}
+	t1=$(now_us)
+	opensc-tool -c default -r "$reader" "$@" >/tmp/latency.out 2>/tmp/latency.err
+	rc=$?
+	t2=$(now_us)
+	if [ $rc != 0 ]; then
+		sed 's/^/VSCARD-ERROR opensc-tool: /' /tmp/latency.err | head -n 20
+		return $rc
+	fi
+	responses=$(grep -c '^Received' /tmp/latency.out)
+	base=$((t1 - t0))
+	total=$((t2 - t1))
+	result count "$count"
+	result responses "$responses"
+	result base_ms $((base / 1000))
+	result total_ms $((total / 1000))
+	if [ "$count" -gt 1 ]; then
+		result per_apdu_us $(((total - base) / (count - 1)))
+	fi
+	[ "$responses" = "$count" ]
+}
+
+# Scenario watch: report card removals and insertions as they happen.
+# Parameters: vscard.changes=N (4): stop after N changes; vscard.reader=N
+# (0); vscard.method=poll|pcsc_scan (poll); vscard.poll_ms=MS (100).
+# Events: "card state=present [atr=HEX]" or "card state=absent", the first
+# one for the state at the start, then one per change.
+# Results: changes=N, method.
+# poll runs opensc-tool -a every poll_ms (one short process per poll, and
+# the ATR with each insertion); pcsc_scan runs one pcsc_scan, which waits
+# in SCardGetStatusChange, and turns its "Card removed/inserted" lines into
+# events (no ATR: its ATR line comes in a different format).
+scenario_watch() {
+	want=${P_changes:-4}
+	result method "${P_method:-poll}"
+	case ${P_method:-poll} in
+	poll) watch_poll ;;
+	pcsc_scan) watch_pcsc_scan ;;
+	*)
+		error "unknown watch method $P_method"
+		return 2
+		;;
+	esac
+}
+
+watch_poll() {
+	reader=${P_reader:-0}
+	poll=$(awk -v ms="${P_poll_ms:-100}" 'BEGIN { printf "%.3f", ms / 1000 }')
+	last=
+	changes=-1
+	while [ $changes -lt "$want" ]; do
+		if atr=$(atr_of "$reader") && [ -n "$atr" ]; then
+			state=present
+		else
+			state=absent
+			atr=
+		fi
+		if [ "$state" != "$last" ]; then
+			if [ $state = present ]; then
+				event card state=present atr=$atr uptime_ms=$(uptime_ms)
+			else
+				event card state=absent uptime_ms=$(uptime_ms)
+			fi
+			last=$state
+			changes=$((changes + 1))
+		fi
+		sleep "$poll"
+	done
+	result changes $changes
+}
+
+watch_pcsc_scan() {
+	mkfifo /tmp/scan
+	pcsc_scan -n >/tmp/scan 2>&1 &
+	scan=$!
+	last=
+	changes=-1
+	while [ $changes -lt "$want" ] && IFS= read -r line; do
+		case $line in
+		*"Card removed"*) state=absent ;;
+		*"Card inserted"*) state=present ;;
+		*) continue ;;
+		esac
+		if [ "$state" != "$last" ]; then
+			event card state=$state uptime_ms=$(uptime_ms)
+			last=$state
+			changes=$((changes + 1))
+		fi
+	done </tmp/scan
+	kill $scan 2>/dev/null
+	result changes $changes
+	[ $changes -ge "$want" ]
+}
+
+# Scenario piv: the PKCS#11 view of a PIV card through OpenSC, a login and
+# a signature by the key in slot 9A.
+# Parameters: vscard.pin=PIN (123456), vscard.keyid=ID (01, OpenSC's id for
+# the 9A key), vscard.challenge=HEX (32 bytes, defaults to a fixed one).
+# Results: slots (pkcs11-tool -L: token labels), objects=N, keytype=rsa|ec,
+# mechanism, challenge=HEX, signature=HEX, login_rc, sign_rc.
+# The PIN is passed to pkcs11-tool, never printed.
+scenario_piv() {
+	mod=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+	pin=${P_pin:-123456}
+	id=${P_keyid:-01}
+	challenge=${P_challenge:-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f}
+	pkcs11-tool --module $mod -L >/tmp/piv.slots 2>&1 || {
+		sed 's/^/VSCARD-ERROR pkcs11-tool -L: /' /tmp/piv.slots | head -n 20
+		return 1
+	}
+	sed -n 's/^ *token label *: *//p' /tmp/piv.slots | while read -r l; do
+		result token_label "$l"
+	done
+	pkcs11-tool --module $mod -O >/tmp/piv.objects 2>&1
+	result objects "$(grep -c 'Object;' /tmp/piv.objects)"
+	# The key type from the private key object with our id.
+	keytype=$(awk -v id="$id" '
+		/^Private Key Object;/ { t = ($0 ~ /RSA/) ? "rsa" : ($0 ~ /EC/ ? "ec" : "other"); next }
+		/^[^ ]/ { t = "" }
+		t != "" && $1 == "ID:" && tolower($2) == tolower(id) { print t; exit }
+	' /tmp/piv.objects)
+	[ -n "$keytype" ] || {
+		error "no private key with id $id"
+		sed 's/^/VSCARD-ERROR objects: /' /tmp/piv.objects | head -n 40
+		return 1
+	}
+	result keytype "$keytype"
+	case $keytype in
+	rsa) mech=RSA-PKCS ;;
+	ec) mech=ECDSA ;;
+	*) error "unsupported key type"; return 1 ;;
+	esac
+	result mechanism $mech
+	# The challenge's bytes, written with printf's octal escapes (awk
+	# cannot write NUL bytes).
+	: >/tmp/piv.challenge
+	rest=$challenge
+	while [ -n "$rest" ]; do
+		b=${rest%"${rest#??}"}
+		rest=${rest#??}
+		printf "\\$(printf %o 0x$b)" >>/tmp/piv.challenge
+	done
+	result challenge "$(od -An -v -tx1 /tmp/piv.challenge | hexstr)"
+	pkcs11-tool --module $mod --login --pin "$pin" --sign --id "$id" -m $mech \
+		--input-file /tmp/piv.challenge --output-file /tmp/piv.sig >/tmp/piv.sign 2>&1
+	rc=$?
+	result sign_rc $rc
+	if [ $rc != 0 ]; then
+		grep -v -i pin /tmp/piv.sign | sed 's/^/VSCARD-ERROR pkcs11-tool --sign: /' | head -n 20
+		return $rc
+	fi
+	result signature "$(od -An -v -tx1 /tmp/piv.sig | hexstr)"
+}
+
+# Scenario shell: an interactive shell on the console, for debugging by hand
+# (qemu ... -serial stdio).
+scenario_shell() {
+	setsid cttyhack sh </dev/console >/dev/console 2>&1
+}
+
+# Scenario none: just boot, list nothing.
+scenario_none() { :; }
+
+if ! type "scenario_$P_scenario" >/dev/null 2>&1; then
+	echo "VSCARD-BEGIN $P_scenario"
+	error "unknown scenario $P_scenario"
+	finish 2
+fi
+echo "VSCARD-BEGIN $P_scenario"
+"scenario_$P_scenario"
+finish $?
