@@ -25,6 +25,7 @@ xz-utils
 iproute2
 util-linux
 procps
+libxml2-utils
 "
 
 missing=""
