@@ -78,6 +78,7 @@ type Host struct {
 	card        bool
 	atr         []byte
 	stalled     bool
+	buffered    int // inPos - inHdr, for State
 	pending     *pendingCmd
 	flushes     []chan struct{}
 }
@@ -147,11 +148,9 @@ func (h *Host) State() HostState {
 		CardPresent: h.card,
 		ATR:         append([]byte(nil), h.atr...),
 		Stalled:     h.stalled,
-		Buffered:    h.bufferedLocked(),
+		Buffered:    h.buffered,
 	}
 }
-
-func (h *Host) bufferedLocked() int { return h.inPos - h.inHdr }
 
 // Reset returns h to the state of a freshly started QEMU, as a VM restart
 // does. It fails while a connection is being served.
@@ -164,7 +163,7 @@ func (h *Host) Reset() error {
 	defer h.mu.Unlock()
 	h.in = [QEMUInputBuffer]byte{}
 	h.inPos, h.inHdr = 0, 0
-	h.readerAdded, h.readerName, h.card, h.atr, h.stalled = false, "", false, nil, false
+	h.readerAdded, h.readerName, h.card, h.atr, h.stalled, h.buffered = false, "", false, nil, false, 0
 	h.failPendingLocked(ErrCardRemoved)
 	return nil
 }
@@ -230,6 +229,9 @@ func (h *Host) serve(ctx context.Context, nc net.Conn) error {
 		n, err := nc.Read(h.in[h.inPos : h.inPos+min(room, qemuReadChunk)])
 		h.inPos += n
 		h.process()
+		h.mu.Lock()
+		h.buffered = h.inPos - h.inHdr
+		h.mu.Unlock()
 		if err != nil {
 			return err
 		}

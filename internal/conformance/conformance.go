@@ -19,6 +19,7 @@ package conformance
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,8 +29,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/vscardkit/vscardkit/vscard"
 )
 
 // Step is one line of a sequence.
@@ -118,8 +117,12 @@ func parseStep(f []string) (Step, error) {
 				return Step{}, err
 			}
 		}
-		m := vscard.Message{Type: vscard.MsgType(typ), ReaderID: vscard.ReaderID(id), Payload: payload}
-		return Step{Data: m.Append(nil)}, nil
+		// The header is written here rather than with package vscard, which
+		// tests its decoder on these sequences.
+		data := binary.BigEndian.AppendUint32(nil, typ)
+		data = binary.BigEndian.AppendUint32(data, id)
+		data = binary.BigEndian.AppendUint32(data, uint32(len(payload)))
+		return Step{Data: append(data, payload...)}, nil
 	}
 	return Step{}, fmt.Errorf("unknown step %q", f[0])
 }

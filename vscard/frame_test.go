@@ -1,0 +1,283 @@
+package vscard
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vscardkit/vscardkit/internal/conformance"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	msgs := []Message{
+		{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)},
+		{Type: MsgFlush},
+		{Type: MsgAPDU, Payload: bytes.Repeat([]byte{0x5A}, MaxPayload)},
+		{Type: MsgType(77), ReaderID: 3, Payload: []byte{1}},
+	}
+	for _, m := range msgs {
+		if err := w.WriteMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewReader(&buf, 0)
+	for _, want := range msgs {
+		got, err := r.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Type != want.Type || got.ReaderID != want.ReaderID || !bytes.Equal(got.Payload, want.Payload) {
+			t.Fatalf("read %v, want %v", got, want)
+		}
+	}
+	if _, err := r.ReadMessage(); err != io.EOF {
+		t.Fatalf("at end: %v, want io.EOF", err)
+	}
+}
+
+// oneWrite counts Write calls.
+type oneWrite struct{ calls int }
+
+func (o *oneWrite) Write(p []byte) (int, error) { o.calls++; return len(p), nil }
+
+func TestWriterOneWritePerMessage(t *testing.T) {
+	var o oneWrite
+	w := NewWriter(&o, 0)
+	for range 3 {
+		if err := w.WriteMessage(Message{Type: MsgAPDU, Payload: make([]byte, 1000)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.calls != 3 {
+		t.Fatalf("%d Write calls for 3 messages", o.calls)
+	}
+}
+
+func TestWriterLimit(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	err := w.WriteMessage(Message{Type: MsgAPDU, Payload: make([]byte, MaxPayload+1)})
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || tl.Max != MaxPayload || tl.Length != MaxPayload+1 {
+		t.Fatalf("err = %v", err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("wrote %d bytes of a refused message", buf.Len())
+	}
+}
+
+func TestReaderLimitBeforeAllocation(t *testing.T) {
+	hdr := Message{Type: MsgAPDU}.Append(nil)
+	hdr[8], hdr[9], hdr[10], hdr[11] = 0xFF, 0xFF, 0xFF, 0xFF // claims 4 GiB
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := NewReader(bytes.NewReader(hdr), 0).ReadMessage()
+	runtime.ReadMemStats(&after)
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || tl.Length != 0xFFFFFFFF {
+		t.Fatalf("err = %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4096 {
+		t.Fatalf("allocated %d bytes for a refused message", n)
+	}
+	// A small limit is honoured too.
+	small := Message{Type: MsgAPDU, Payload: make([]byte, 300)}.Append(nil)
+	if _, err := NewReader(bytes.NewReader(small), 270).ReadMessage(); !errors.As(err, &tl) {
+		t.Fatalf("limit 270: %v", err)
+	}
+}
+
+func TestReaderTruncated(t *testing.T) {
+	full := Message{Type: MsgAPDU, Payload: []byte{1, 2, 3}}.Append(nil)
+	for n := 1; n < len(full); n++ {
+		_, err := NewReader(bytes.NewReader(full[:n]), 0).ReadMessage()
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%d of %d bytes: %v, want io.ErrUnexpectedEOF", n, len(full), err)
+		}
+	}
+}
+
+// captures returns the byte streams in testdata/conformance: what clients
+// sent and what QEMU answered.
+func captures(t testing.TB) [][]byte {
+	var out [][]byte
+	seqs, _ := filepath.Glob("../testdata/conformance/*.seq")
+	for _, f := range seqs {
+		seq, err := conformance.ParseFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []byte
+		for _, st := range seq.Steps {
+			all = append(all, st.Data...)
+			if len(st.Data) < 4096 {
+				out = append(out, st.Data)
+			}
+		}
+		if len(all) < 1<<16 {
+			out = append(out, all)
+		}
+	}
+	goldens, _ := filepath.Glob("../testdata/conformance/*.qemu")
+	for _, f := range goldens {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(src), "\n") {
+			_, v, _ := strings.Cut(line, ": ")
+			if b, err := hex.DecodeString(v); err == nil && len(b) > 0 {
+				out = append(out, b)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no captures in ../testdata/conformance")
+	}
+	return out
+}
+
+// FuzzReadMessage decodes arbitrary streams: no panic, no allocation beyond
+// the limit, and every message it returns re-encodes to the bytes it came
+// from.
+func FuzzReadMessage(f *testing.F) {
+	for _, c := range captures(f) {
+		f.Add(c, uint16(0))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, limit uint16) {
+		r := NewReader(bytes.NewReader(stream), int(limit))
+		off := 0
+		for {
+			m, err := r.ReadMessage()
+			if err != nil {
+				var tl *TooLargeError
+				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.As(err, &tl) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				if errors.As(err, &tl) && tl.Length <= uint64(r.Max()) {
+					t.Fatalf("TooLargeError within the limit: %v", err)
+				}
+				return
+			}
+			if len(m.Payload) > r.Max() {
+				t.Fatalf("payload %d over limit %d", len(m.Payload), r.Max())
+			}
+			enc := m.Append(nil)
+			if !bytes.Equal(enc, stream[off:off+len(enc)]) {
+				t.Fatalf("re-encoding differs at %d", off)
+			}
+			off += len(enc)
+			switch m.Type {
+			case MsgInit:
+				if in, err := ParseInit(m.Payload); err == nil && len(in.Capabilities) > maxCapabilities {
+					t.Fatalf("kept %d capabilities", len(in.Capabilities))
+				}
+			case MsgError:
+				ParseError(m.Payload)
+			}
+		}
+	})
+}
+
+// FuzzHost feeds arbitrary byte streams, in arbitrary pieces, to the
+// QEMU-faithful host's input buffer: no panic, and the buffer never
+// overflows.
+func FuzzHost(f *testing.F) {
+	for _, c := range captures(f) {
+		f.Add(c, uint16(4096))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, chunk uint16) {
+		h := NewHost(nil)
+		n := int(chunk)%qemuReadChunk + 1
+		for len(stream) > 0 {
+			room := len(h.in) - h.inPos
+			if room == 0 {
+				return // stalled, as QEMU would be
+			}
+			k := min(n, room, len(stream))
+			copy(h.in[h.inPos:], stream[:k])
+			h.inPos += k
+			stream = stream[k:]
+			h.process()
+			if h.inHdr > h.inPos || h.inPos > len(h.in) {
+				t.Fatalf("buffer state pos %d hdr %d", h.inPos, h.inHdr)
+			}
+		}
+	})
+}
+
+// cycle is an endless stream of the same bytes.
+type cycle struct {
+	b   []byte
+	off int
+}
+
+func (c *cycle) Read(p []byte) (int, error) {
+	n := copy(p, c.b[c.off:])
+	c.off = (c.off + n) % len(c.b)
+	return n, nil
+}
+
+func benchmarkSizes(b *testing.B, f func(b *testing.B, size int)) {
+	for _, size := range []int{5, 261, 4096, MaxPayload} {
+		b.Run(sizeName(size), func(b *testing.B) { f(b, size) })
+	}
+}
+
+func sizeName(n int) string {
+	switch n {
+	case MaxPayload:
+		return "payload=max"
+	}
+	return "payload=" + itoa(n)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	benchmarkSizes(b, func(b *testing.B, size int) {
+		w := NewWriter(io.Discard, 0)
+		m := Message{Type: MsgAPDU, Payload: make([]byte, size)}
+		b.SetBytes(int64(HeaderLen + size))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := w.WriteMessage(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	benchmarkSizes(b, func(b *testing.B, size int) {
+		enc := Message{Type: MsgAPDU, Payload: make([]byte, size)}.Append(nil)
+		r := NewReader(&cycle{b: enc}, 0)
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.ReadMessage(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
