@@ -1,0 +1,113 @@
+package certsrc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vscardkit/vscardkit/internal/harness"
+)
+
+func TestModuleFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf")
+	libs := filepath.Join(dir, "lib")
+	other := filepath.Join(dir, "other")
+	for _, d := range []string{conf, libs, other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(conf, "MyToken.module"), "# comment\nmodule: mytoken-pkcs11.so\ncritical: no\n")
+	write(filepath.Join(conf, "abs.module"), "module:   "+filepath.Join(other, "abs.so")+"  \n")
+	write(filepath.Join(conf, "broken.module"), "critical: yes\n")
+	write(filepath.Join(conf, "gone.module"), "module: gone.so\n")
+	write(filepath.Join(libs, "mytoken-pkcs11.so"), "")
+	write(filepath.Join(libs, "libplain.so"), "")
+	write(filepath.Join(other, "abs.so"), "")
+	write(filepath.Join(other, "libindir.so"), "")
+
+	tests := []struct {
+		u    URI
+		want string
+		err  error
+	}{
+		{URI{ModulePath: filepath.Join(other, "abs.so")}, filepath.Join(other, "abs.so"), nil},
+		{URI{ModulePath: other, ModuleName: "indir"}, filepath.Join(other, "libindir.so"), nil},
+		{URI{ModulePath: other, ModuleName: "ABS"}, filepath.Join(other, "abs.so"), nil},
+		{URI{ModulePath: other}, "", ErrNoModule},
+		{URI{ModulePath: filepath.Join(other, "missing.so")}, "", ErrNoModule},
+		{URI{ModuleName: "mytoken"}, filepath.Join(libs, "mytoken-pkcs11.so"), nil},
+		{URI{ModuleName: "abs"}, filepath.Join(other, "abs.so"), nil},
+		{URI{ModuleName: "plain"}, filepath.Join(libs, "libplain.so"), nil},
+		{URI{ModuleName: "mytoken-pkcs11"}, filepath.Join(libs, "mytoken-pkcs11.so"), nil},
+		{URI{ModuleName: "broken"}, "", ErrNoModule},
+		{URI{ModuleName: "gone"}, "", ErrNoModule},
+		{URI{ModuleName: "nothing"}, "", ErrNoModule},
+		{URI{ModuleName: "../lib/x"}, "", ErrNoModule},
+		{URI{Token: "x"}, "", ErrNoModule},
+	}
+	for _, tt := range tests {
+		got, err := tt.u.moduleFile([]string{filepath.Join(dir, "absent"), conf}, []string{libs})
+		if got != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("moduleFile(%s) = %q, %v; want %q, %v", tt.u.String(), got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// One module file loaded through two paths (a symlink and its target) is
+// one module, initialised once and finalised by the last release.
+func TestModuleShared(t *testing.T) {
+	h := harness.NewSoftHSM(t, "shared")
+	h.Setenv(t)
+	real, err := filepath.EvalSymlinks(h.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link.so")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	a, err := loadModule(h.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := loadModule(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || a.refs != 2 || !a.owns {
+		t.Fatalf("two loads: %p %p refs %d owns %v; want one shared module", a, b, a.refs, a.owns)
+	}
+	if did, err := a.reinitialize(); did || err != nil {
+		t.Errorf("reinitialize with two users: %v %v, want refused", did, err)
+	}
+	if err := a.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ctx.GetSlotList(true); err != nil {
+		t.Errorf("module unusable while one user is left: %v", err)
+	}
+	if did, err := a.reinitialize(); !did || err != nil {
+		t.Errorf("reinitialize with one user: %v %v", did, err)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+	registry.mu.Lock()
+	n := len(registry.m)
+	registry.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d modules still registered after the last release", n)
+	}
+	if _, err := loadModule(filepath.Join(t.TempDir(), "none.so")); !errors.Is(err, ErrNoModule) {
+		t.Errorf("loading a missing file: %v", err)
+	}
+}

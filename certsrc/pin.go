@@ -1,0 +1,214 @@
+package certsrc
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/miekg/pkcs11"
+	"github.com/vscardkit/vscardkit/internal/piv"
+)
+
+// Login implements piv.Store with C_Login(CKU_USER). pin is passed to the
+// module and not kept. A wrong PIN returns an error wrapping a
+// *piv.PINError (tries left, as the package documentation describes) and
+// the pkcs11.Error; a locked PIN one wrapping piv.ErrPINBlocked. When the
+// user is already logged in, Login logs out and verifies pin again, so a
+// wrong PIN never passes.
+func (s *Store) Login(pin []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(pin) == 0 {
+		return fmt.Errorf("%w: empty PIN", ErrBadInput)
+	}
+	if err := s.ensureSession(); err != nil {
+		return err
+	}
+	flags, err := s.tokenFlags()
+	if err != nil {
+		return err
+	}
+	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+		return fmt.Errorf("certsrc: login: %w (the token's CKF_USER_PIN_LOCKED is set)", piv.ErrPINBlocked)
+	}
+	// The module gets the PIN's bytes without a Go copy of them.
+	p := unsafe.String(unsafe.SliceData(pin), len(pin))
+	err = s.ctx.Login(s.session, pkcs11.CKU_USER, p)
+	if code, _ := ckr(err); code == pkcs11.CKR_USER_ALREADY_LOGGED_IN {
+		s.ctx.Logout(s.session)
+		s.loggedIn = false
+		s.gen++
+		err = s.ctx.Login(s.session, pkcs11.CKU_USER, p)
+	}
+	code, _ := ckr(err)
+	switch {
+	case err == nil:
+		s.failures = 0
+		s.loggedIn = true
+		s.gen++
+		return nil
+	case code == pkcs11.CKR_PIN_INCORRECT:
+		s.failures++
+		s.loggedIn = false
+		s.gen++
+		if f, ferr := s.tokenFlags(); ferr == nil {
+			flags = f
+		}
+		if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+			return fmt.Errorf("certsrc: login: %w (%w)", piv.ErrPINBlocked, err)
+		}
+		return fmt.Errorf("certsrc: login: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+	case code == pkcs11.CKR_PIN_LOCKED:
+		s.loggedIn = false
+		return fmt.Errorf("certsrc: login: %w (%w)", piv.ErrPINBlocked, err)
+	case code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_INVALID:
+		// The token refused the PIN's form without counting a try.
+		s.loggedIn = false
+		return fmt.Errorf("certsrc: login: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+	}
+	return s.fail("C_Login", err)
+}
+
+// tokenFlags returns CK_TOKEN_INFO.flags. Called with mu held.
+func (s *Store) tokenFlags() (uint, error) {
+	raw, err := s.ctx.GetTokenInfo(s.slotID)
+	if err != nil {
+		return 0, s.fail("C_GetTokenInfo", err)
+	}
+	if tokenInfo(raw) != s.token {
+		s.dropSession()
+		return 0, fmt.Errorf("%w: %s was replaced by %s", ErrTokenRemoved, s.token, tokenInfo(raw))
+	}
+	return raw.Flags, nil
+}
+
+// retries computes the tries left from the token's flags and the failures
+// this Store counted (see the package documentation).
+func (s *Store) retries(flags uint) int {
+	switch {
+	case flags&pkcs11.CKF_USER_PIN_LOCKED != 0:
+		return 0
+	case flags&pkcs11.CKF_USER_PIN_FINAL_TRY != 0:
+		return 1
+	case s.nominal < 0:
+		return -1
+	}
+	f := s.failures
+	if f == 0 && flags&pkcs11.CKF_USER_PIN_COUNT_LOW != 0 {
+		f = 1
+	}
+	return max(s.nominal-f, 1)
+}
+
+// Logout implements piv.Store with C_Logout. Logging out of a token that
+// went away succeeds: it is logged out.
+func (s *Store) Logout() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.hasSession {
+		s.loggedIn = false
+		return nil
+	}
+	err := s.ctx.Logout(s.session)
+	s.loggedIn = false
+	s.gen++
+	code, _ := ckr(err)
+	switch {
+	case err == nil, code == pkcs11.CKR_USER_NOT_LOGGED_IN:
+		return nil
+	case removedCode(code):
+		s.dropSession()
+		return nil
+	}
+	return s.fail("C_Logout", err)
+}
+
+// PINStatus implements piv.Store from the token's flags and session state.
+func (s *Store) PINStatus() (piv.PINStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ensureSession(); err != nil {
+		return piv.PINStatus{}, err
+	}
+	flags, err := s.tokenFlags()
+	if err != nil {
+		return piv.PINStatus{}, err
+	}
+	info, err := s.ctx.GetSessionInfo(s.session)
+	if err != nil {
+		return piv.PINStatus{}, s.fail("C_GetSessionInfo", err)
+	}
+	if in := isUserState(info.State); in != s.loggedIn {
+		s.loggedIn = in
+		s.gen++
+	}
+	return piv.PINStatus{
+		LoggedIn: s.loggedIn,
+		Retries:  s.retries(flags),
+		Blocked:  flags&pkcs11.CKF_USER_PIN_LOCKED != 0,
+	}, nil
+}
+
+// ChangePIN verifies oldPIN and replaces it with newPIN (C_SetPIN, in a
+// read-write session opened for the call), so a Store can serve CHANGE
+// REFERENCE DATA. Neither PIN is kept. A wrong oldPIN counts as a wrong
+// PIN, as in Login; a newPIN the token refuses (CKR_PIN_LEN_RANGE,
+// CKR_PIN_INVALID) gives an error wrapping ErrPINFormat; a token that
+// cannot change PINs (read-only, write-protected, or without C_SetPIN)
+// one wrapping errors.ErrUnsupported.
+func (s *Store) ChangePIN(oldPIN, newPIN []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(oldPIN) == 0 || len(newPIN) == 0 {
+		return fmt.Errorf("%w: empty PIN", ErrBadInput)
+	}
+	if err := s.ensureSession(); err != nil {
+		return err
+	}
+	flags, err := s.tokenFlags()
+	if err != nil {
+		return err
+	}
+	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+		return fmt.Errorf("certsrc: change PIN: %w (the token's CKF_USER_PIN_LOCKED is set)", piv.ErrPINBlocked)
+	}
+	if flags&pkcs11.CKF_WRITE_PROTECTED != 0 {
+		return fmt.Errorf("certsrc: change PIN: %w: the token is write-protected", errors.ErrUnsupported)
+	}
+	rw, err := s.ctx.OpenSession(s.slotID, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		if code, _ := ckr(err); code == pkcs11.CKR_TOKEN_WRITE_PROTECTED {
+			return fmt.Errorf("certsrc: change PIN: %w (%w)", errors.ErrUnsupported, err)
+		}
+		return s.fail("C_OpenSession(read-write)", err)
+	}
+	defer s.ctx.CloseSession(rw)
+	err = s.ctx.SetPIN(rw, unsafe.String(unsafe.SliceData(oldPIN), len(oldPIN)),
+		unsafe.String(unsafe.SliceData(newPIN), len(newPIN)))
+	code, _ := ckr(err)
+	switch {
+	case err == nil:
+		s.failures = 0
+		return nil
+	case code == pkcs11.CKR_PIN_INCORRECT:
+		s.failures++
+		if f, ferr := s.tokenFlags(); ferr == nil {
+			flags = f
+		}
+		if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+			return fmt.Errorf("certsrc: change PIN: %w (%w)", piv.ErrPINBlocked, err)
+		}
+		return fmt.Errorf("certsrc: change PIN: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+	case code == pkcs11.CKR_PIN_LOCKED:
+		return fmt.Errorf("certsrc: change PIN: %w (%w)", piv.ErrPINBlocked, err)
+	case code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_INVALID:
+		return fmt.Errorf("certsrc: change PIN: %w (%w)", ErrPINFormat, err)
+	case code == pkcs11.CKR_FUNCTION_NOT_SUPPORTED, code == pkcs11.CKR_SESSION_READ_ONLY,
+		code == pkcs11.CKR_TOKEN_WRITE_PROTECTED:
+		return fmt.Errorf("certsrc: change PIN: %w (%w)", errors.ErrUnsupported, err)
+	}
+	return s.fail("C_SetPIN", err)
+}
