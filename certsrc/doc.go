@@ -61,7 +61,11 @@
 //
 // RSA keys compute the raw private-key function with CKM_RSA_X_509, since
 // PIV clients send the whole padded block: C_Decrypt for the Key Management
-// slot (and for keys without CKA_SIGN), C_Sign otherwise. EC keys sign with
+// slot (and for keys without CKA_SIGN), C_Sign otherwise. On a token that
+// does not list CKM_RSA_X_509 (or refuses it for the key), an
+// EMSA-PKCS1-v1_5 signature block is signed with CKM_RSA_PKCS over its
+// DigestInfo, which gives the same result; other blocks (PSS, key
+// management) then fail with ErrUnsupportedKey. EC keys sign with
 // CKM_ECDSA (the token's r||s is returned as an ASN.1 signature) and agree
 // with CKM_ECDH1_DERIVE (CKD_NULL, the peer's uncompressed point), deriving
 // a session CKK_GENERIC_SECRET with CKA_TOKEN false, CKA_SENSITIVE false,

@@ -188,6 +188,9 @@ func (k *rsaKey) RSARaw(block []byte) ([]byte, error) {
 	ctx, e := k.s.ctx, k.e
 	out, err := k.s.do(e, "RSA private-key operation", func(h pkcs11.ObjectHandle) ([]byte, error) {
 		sh := k.s.session
+		if !k.s.rawRSA {
+			return k.s.signPKCS1(e, h, block)
+		}
 		if e.decrypt && (e.slot == SlotKeyManagement || !e.sign) {
 			if err := ctx.DecryptInit(sh, mech, h); err != nil {
 				return nil, call("C_DecryptInit(CKM_RSA_X_509)", err)
@@ -196,6 +199,9 @@ func (k *rsaKey) RSARaw(block []byte) ([]byte, error) {
 			return out, call("C_Decrypt(CKM_RSA_X_509)", err)
 		}
 		if err := ctx.SignInit(sh, mech, h); err != nil {
+			if code, _ := ckr(err); code == pkcs11.CKR_MECHANISM_INVALID {
+				return k.s.signPKCS1(e, h, block)
+			}
 			return nil, call("C_SignInit(CKM_RSA_X_509)", err)
 		}
 		out, err := ctx.Sign(sh, block)
@@ -213,6 +219,39 @@ func (k *rsaKey) RSARaw(block []byte) ([]byte, error) {
 		out = append(make([]byte, size-len(out)), out...)
 	}
 	return out, nil
+}
+
+// signPKCS1 computes block^d for a token without CKM_RSA_X_509 when block
+// is an EMSA-PKCS1-v1_5 signature block (00 01 FF...FF 00 T): CKM_RSA_PKCS
+// over T pads T the same, deterministic way, so the result is the same.
+// Other blocks (PSS, decryption) cannot be computed. Called with mu held.
+func (s *Store) signPKCS1(e *slotEntry, h pkcs11.ObjectHandle, block []byte) ([]byte, error) {
+	t, ok := pkcs1SignaturePayload(block)
+	if !ok {
+		return nil, fmt.Errorf("%w: slot %s: the token has no raw RSA (CKM_RSA_X_509), so only PKCS#1 v1.5 signature blocks can be computed", ErrUnsupportedKey, e.slot)
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}
+	if err := s.ctx.SignInit(s.session, mech, h); err != nil {
+		return nil, call("C_SignInit(CKM_RSA_PKCS)", err)
+	}
+	out, err := s.ctx.Sign(s.session, t)
+	return out, call("C_Sign(CKM_RSA_PKCS)", err)
+}
+
+// pkcs1SignaturePayload returns T of an EMSA-PKCS1-v1_5 block
+// 00 01 PS 00 T, PS being at least 8 bytes of FF (RFC 8017 section 9.2).
+func pkcs1SignaturePayload(block []byte) ([]byte, bool) {
+	if len(block) < 11 || block[0] != 0 || block[1] != 1 {
+		return nil, false
+	}
+	i := 2
+	for i < len(block) && block[i] == 0xff {
+		i++
+	}
+	if i-2 < 8 || i >= len(block)-1 || block[i] != 0 {
+		return nil, false
+	}
+	return block[i+1:], true
 }
 
 // ecKey is an EC private key in the token.

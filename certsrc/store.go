@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -83,6 +84,7 @@ type Store struct {
 	session    pkcs11.SessionHandle
 	hasSession bool
 	loggedIn   bool
+	rawRSA     bool   // the token lists CKM_RSA_X_509
 	gen        uint64 // bumped by login, logout and new sessions: key handles live within one generation
 	failures   int    // wrong PINs since the last successful login
 }
@@ -288,6 +290,10 @@ func (s *Store) openSession(slotID uint) error {
 	s.slotID, s.session, s.hasSession = slotID, sh, true
 	s.loggedIn = false
 	s.gen++
+	s.rawRSA = true // unless the token says otherwise
+	if ms, err := s.ctx.GetMechanismList(slotID); err == nil {
+		s.rawRSA = slices.ContainsFunc(ms, func(m *pkcs11.Mechanism) bool { return m.Mechanism == pkcs11.CKM_RSA_X_509 })
+	}
 	// A login of this application survives in other sessions: mirror it.
 	if info, err := s.ctx.GetSessionInfo(sh); err == nil && isUserState(info.State) {
 		s.loggedIn = true
