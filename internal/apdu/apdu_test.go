@@ -124,3 +124,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRedactor(t *testing.T) {
+	pin := "313233343536FFFF"
+	var r Redactor
+	for _, tc := range []struct{ in, want string }{
+		{"00A4040005A000000308", "00A4040005A000000308"},
+		{"0020008008" + pin, "0020008008<redacted 8 bytes>"},
+		{"00200080", "00200080"}, // status query: no data
+		{"002C008010" + pin + pin, "002C008010<redacted 16 bytes>"},
+		{"0024008010" + pin + pin, "0024008010<redacted 16 bytes>"},
+		// chained VERIFY: every piece is redacted
+		{"1020008004" + pin[:8], "1020008004<redacted 4 bytes>"},
+		{"0020008004" + pin[8:], "0020008004<redacted 4 bytes>"},
+		{"00CB3FFF055C035FC105", "00CB3FFF055C035FC105"},
+		// extended VERIFY
+		{"0020008000000" + "8" + pin, "00200080000008<redacted 8 bytes>"},
+		// malformed
+		{"002000800F" + pin, "00200080<redacted 9 bytes>"},
+	} {
+		if got := r.Command(h(tc.in)); got != tc.want {
+			t.Errorf("Command(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	show := Redactor{ShowSecrets: true}
+	if got := show.Command(h("0020008008" + pin)); got != "0020008008"+pin {
+		t.Errorf("ShowSecrets: %s", got)
+	}
+}

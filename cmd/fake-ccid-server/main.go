@@ -1,0 +1,225 @@
+// Command fake-ccid-server is a fake QEMU: it listens where QEMU's
+// ccid-card-passthru chardev would, answers a VSCard client exactly as QEMU
+// 7.2 does, and shows what the client does. It can play the guest (send a
+// script of APDUs) or hand the client's card to the local pcscd through
+// vsmartcard's vpcd driver, so any PC/SC program can use it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/tlsconfig"
+	"github.com/vscardkit/vscardkit/vscard"
+	"github.com/vscardkit/vscardkit/vscard/vscardtest"
+)
+
+const prog = "fake-ccid-server"
+
+const usage = `Usage: fake-ccid-server [flags]
+
+A fake QEMU host for VSCard clients (vscclient-go, libcacard's vscclient):
+it listens where QEMU's ccid-card-passthru chardev would, answers exactly as
+QEMU 7.2 does, and prints what the client does: reader added, card inserted
+with its ATR, each APDU with its response and round-trip time, card removed,
+errors.
+
+Examples:
+  # Wait for a client on QEMU's usual port and show what it does
+  fake-ccid-server
+
+  # Play the guest: once a card is present, run a script of APDUs
+  fake-ccid-server --script select-piv.apdu --once
+  #   select-piv.apdu: one hex APDU per line, '#' comments, and an optional
+  #   expected status word (XX matches any byte):
+  #     00A4040009A00000030800001000 9000
+  #     00CB3FFF055C035FC105 61XX
+
+  # Hand the client's card to the local pcscd (vsmartcard-vpcd reader)
+  fake-ccid-server --vpcd 127.0.0.1:35963
+  opensc-tool --list-readers
+
+  # JSON lines, IPv6, TLS with client certificates (as QEMU's verify-peer=on)
+  fake-ccid-server --json --listen '[::1]:2001' \
+      --tls-cert server-cert.pem --tls-key server-key.pem --tls-ca ca-cert.pem
+
+Flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(cli.Report(os.Stderr, prog, err))
+}
+
+type options struct {
+	listen       string
+	once         bool
+	json         bool
+	script       string
+	timeout      time.Duration
+	vpcd         string
+	nodelay      bool
+	traceSecrets bool
+	logLevel     string
+	tlsCert      string
+	tlsKey       string
+	tlsCA        string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		cli.PrintFlags(stderr, fs)
+	}
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:2001", "`address` to listen on: HOST:PORT ([IPv6]:PORT) or unix:PATH")
+	fs.BoolVar(&o.once, "once", false, "exit when the first client leaves")
+	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
+	fs.StringVar(&o.script, "script", "", "once a card is present, send the APDUs in `FILE` and exit 0 if every expectation held, 1 otherwise")
+	fs.DurationVar(&o.timeout, "timeout", 0, "with --script: give up after this `duration` (0: wait for the card forever)")
+	fs.StringVar(&o.vpcd, "vpcd", "", "connect to vsmartcard's vpcd driver at `HOST:PORT` and present the client's card to the local pcscd")
+	fs.BoolVar(&o.nodelay, "nodelay", false, "set TCP_NODELAY, as QEMU's chardev option nodelay=on (libvirt does not set it)")
+	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "show the data of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER (PINs!) in events")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's private key `file` (PEM)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "require client certificates signed by the CA in `file` (as QEMU's verify-peer=on)")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, cli.Failed{Code: cli.ExitOK}
+		}
+		return nil, cli.Failed{Code: cli.ExitUsage}
+	}
+	if *version {
+		fmt.Fprintln(stderr, prog, cli.Version())
+		return nil, cli.Failed{Code: cli.ExitOK}
+	}
+	if fs.NArg() > 0 {
+		return nil, cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, cli.Usagef("--tls-cert and --tls-key go together")
+	}
+	if o.tlsCA != "" && o.tlsCert == "" {
+		return nil, cli.Usagef("--tls-ca needs --tls-cert and --tls-key")
+	}
+	if o.script != "" && o.vpcd != "" {
+		return nil, cli.Usagef("--script and --vpcd cannot be used together")
+	}
+	if o.timeout != 0 && o.script == "" {
+		return nil, cli.Usagef("--timeout applies to --script")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := cli.NewLogger(stderr, o.logLevel, o.json)
+	if err != nil {
+		return err
+	}
+	var script *script
+	if o.script != "" {
+		if script, err = loadScript(o.script); err != nil {
+			return err
+		}
+	}
+	l, err := listen(o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &vscardtest.Server{Listener: l, Logger: log}
+	srv.Config.NoDelay = o.nodelay
+	srv.Config.Logger = log
+	if o.tlsCert != "" {
+		if srv.TLS, err = tlsconfig.Server(o.tlsCert, o.tlsKey, o.tlsCA); err != nil {
+			l.Close()
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := newPrinter(stdout, o.json, o.traceSecrets)
+	cardIn := make(chan struct{}, 1)
+	changed := make(chan struct{}, 1)
+	signal := func(ch chan struct{}) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	srv.Config.OnEvent = func(e vscard.Event) {
+		out.event(e)
+		switch e.Kind {
+		case vscard.EventCardInserted:
+			signal(cardIn)
+			signal(changed)
+		case vscard.EventConnected, vscard.EventCardRemoved, vscard.EventReaderRemoved:
+			signal(changed)
+		case vscard.EventDisconnected:
+			signal(changed)
+			if o.once {
+				cancel()
+			}
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	log.Info("listening", "addr", l.Addr().String(), "tls", srv.TLS != nil)
+
+	// At most one worker: the script or the vpcd bridge. run waits for it.
+	var result chan error
+	switch {
+	case script != nil:
+		result = make(chan error, 1)
+		go func() { result <- script.run(ctx, srv, cardIn, o.timeout, out) }()
+	case o.vpcd != "":
+		result = make(chan error, 1)
+		go func() { result <- serveVPCD(ctx, srv, o.vpcd, changed, log) }()
+	}
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		if result != nil {
+			if err := <-result; err != nil && script != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// listen opens HOST:PORT (TCP, IPv4 or IPv6) or unix:PATH.
+func listen(addr string) (net.Listener, error) {
+	network := "tcp"
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", path
+		os.Remove(path) // a stale socket from an earlier run
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		hint := "is another fake-ccid-server or a QEMU already listening there? choose another --listen address"
+		return nil, cli.WithHint(fmt.Errorf("listening on %s: %w", addr, err), hint)
+	}
+	return l, nil
+}

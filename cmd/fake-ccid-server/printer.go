@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/apdu"
+	"github.com/vscardkit/vscardkit/vscard"
+)
+
+// printer writes one line per event, human-readable or JSON.
+type printer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	json   bool
+	redact apdu.Redactor
+}
+
+func newPrinter(w io.Writer, asJSON, showSecrets bool) *printer {
+	return &printer{w: w, json: asJSON, redact: apdu.Redactor{ShowSecrets: showSecrets}}
+}
+
+// fields returns an event's name and its fields, in a stable order.
+func (p *printer) fields(e vscard.Event) (string, [][2]any) {
+	var f [][2]any
+	add := func(k string, v any) { f = append(f, [2]any{k, v}) }
+	switch e.Kind {
+	case vscard.EventConnected:
+		add("remote", e.Remote)
+	case vscard.EventDisconnected:
+		add("remote", e.Remote)
+		if e.Err != nil {
+			add("reason", e.Err.Error())
+		}
+	case vscard.EventInit:
+		add("magic", string(e.Init.Magic[:]))
+		add("version", e.Init.Version.String())
+		add("capabilities", e.Init.Capabilities)
+	case vscard.EventReaderAdded:
+		add("reader", uint32(e.ReaderID))
+		add("name", e.Name)
+	case vscard.EventReaderRemoved, vscard.EventCardRemoved, vscard.EventFlushComplete:
+		add("reader", uint32(e.ReaderID))
+	case vscard.EventCardInserted, vscard.EventATRRejected:
+		add("reader", uint32(e.ReaderID))
+		add("atr", strings.ToUpper(hex.EncodeToString(e.ATR)))
+	case vscard.EventAPDU:
+		add("command", p.redact.Command(e.Command))
+		add("response", p.redact.Response(e.Response))
+		add("rtt_ms", float64(e.RTT.Microseconds())/1000)
+	case vscard.EventCardError:
+		add("command", p.redact.Command(e.Command))
+		add("code", e.Code.String())
+		add("rtt_ms", float64(e.RTT.Microseconds())/1000)
+	case vscard.EventUnexpected:
+		add("type", e.Type.String())
+		add("reader", uint32(e.ReaderID))
+	case vscard.EventStalled:
+		add("error", "input buffer full: QEMU would read nothing more from this client or any later one until the VM restarts")
+	}
+	return e.Kind.String(), f
+}
+
+func (p *printer) event(e vscard.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	name, f := p.fields(e)
+	if p.json {
+		m := map[string]any{"time": e.Time.Format(time.RFC3339Nano), "event": name}
+		for _, kv := range f {
+			m[kv[0].(string)] = kv[1]
+		}
+		b, _ := json.Marshal(m)
+		fmt.Fprintf(p.w, "%s\n", b)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-14s", e.Time.Format("15:04:05.000"), name)
+	for _, kv := range f {
+		switch v := kv[1].(type) {
+		case string:
+			if strings.ContainsAny(v, " \"=") || v == "" {
+				fmt.Fprintf(&b, " %s=%q", kv[0], v)
+			} else {
+				fmt.Fprintf(&b, " %s=%s", kv[0], v)
+			}
+		default:
+			fmt.Fprintf(&b, " %s=%v", kv[0], v)
+		}
+	}
+	fmt.Fprintln(p.w, b.String())
+}
+
+// line prints a free-form line (script progress) in the same stream.
+func (p *printer) line(kind string, kv ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		m := map[string]any{"time": time.Now().Format(time.RFC3339Nano), "event": kind}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		b, _ := json.Marshal(m)
+		fmt.Fprintf(p.w, "%s\n", b)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-14s", time.Now().Format("15:04:05.000"), kind)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
+	}
+	fmt.Fprintln(p.w, b.String())
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/vpcd"
+	"github.com/vscardkit/vscardkit/vscard/vscardtest"
+)
+
+// vpcdCard presents the VSCard client's card to pcscd through vpcd: the
+// guest side of the fake host becomes a local PC/SC reader.
+type vpcdCard struct {
+	srv *vscardtest.Server
+	log *slog.Logger
+}
+
+// ATR returns the remote card's ATR while a client is connected with a card
+// in, and nothing otherwise (vpcd then reports the card absent).
+func (v *vpcdCard) ATR() []byte {
+	st := v.srv.Host().State()
+	if !st.Connected || !st.CardPresent {
+		return nil
+	}
+	return st.ATR
+}
+
+func (v *vpcdCard) PowerOn()  { v.log.Debug("vpcd: power on") }
+func (v *vpcdCard) PowerOff() { v.log.Debug("vpcd: power off") }
+func (v *vpcdCard) Reset()    { v.log.Debug("vpcd: reset") }
+
+// Transmit sends the PC/SC application's command to the VSCard client, as
+// QEMU sends the guest's.
+func (v *vpcdCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	resp, err := v.srv.Transmit(ctx, cmd)
+	if err != nil {
+		v.log.Warn("vpcd: the client did not answer a command; pulling the card", "err", err)
+		return nil, err
+	}
+	return resp, nil
+}
+
+// serveVPCD keeps a vpcd card connected while the VSCard client has a card
+// in, and pulled out otherwise, until ctx ends. changed is signalled when
+// the host's state may have changed.
+func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed <-chan struct{}, log *slog.Logger) error {
+	h := &vpcdCard{srv: srv, log: log}
+	var card *vpcd.Card
+	pull := func() {
+		if card != nil {
+			card.Close()
+			card = nil
+			log.Info("vpcd: card pulled from the local reader")
+		}
+	}
+	defer pull()
+	tick := time.NewTicker(time.Second) // reconcile now and then, in case a signal was coalesced
+	defer tick.Stop()
+	for {
+		present := h.ATR() != nil
+		if card != nil {
+			select {
+			case <-card.Done():
+				// The session ended (the client failed a command): start over.
+				card = nil
+			default:
+			}
+		}
+		switch {
+		case present && card == nil:
+			c, err := vpcd.Dial(ctx, addr, vpcd.Config{Handler: h, Reconnect: true, Logger: log})
+			if err != nil {
+				return cli.WithHint(err, "is pcscd running with the vpcd reader (package vsmartcard-vpcd)? its port is in /etc/reader.conf.d/vpcd")
+			}
+			card = c
+			log.Info("vpcd: card presented to the local reader", "vpcd", addr)
+		case !present:
+			pull()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}

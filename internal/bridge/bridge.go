@@ -1,0 +1,455 @@
+// Package bridge joins a card source (a PC/SC reader, an emulated PIV card)
+// to a VSCard host (QEMU's ccid-card-passthru): it announces the source's
+// reader and card, carries every guest command to the card and its response
+// back, follows the source's changes, and reconnects when the host goes away.
+//
+// The bridge does what libcacard's vscclient does not:
+//   - a card error answers the command with an Error message, never silence;
+//   - responses QEMU cannot carry to the guest (over 374 bytes with the
+//     status word) are handed out in pieces with 61xx + GET RESPONSE, which
+//     the bridge serves itself;
+//   - when the host goes away or stops answering it reconnects with capped
+//     exponential backoff and redoes the whole announcement;
+//   - it leaves cleanly (CardRemove, ReaderRemove) when its context ends.
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/apdu"
+	"github.com/vscardkit/vscardkit/vscard"
+)
+
+// Card is a card the bridge sends the guest's commands to.
+type Card interface {
+	// Transmit sends a command APDU and returns the response APDU (data
+	// and status word).
+	Transmit(ctx context.Context, cmd []byte) ([]byte, error)
+}
+
+// Resetter is implemented by cards that can be reset. The bridge resets the
+// card whenever it (re)announces it to a host, so that a new guest session
+// never inherits the last one's state (a verified PIN, a selected applet).
+type Resetter interface {
+	Reset(ctx context.Context) error
+}
+
+// State is what a source presents now.
+type State struct {
+	// Reader is the name of the reader presented to the guest; "" means no
+	// reader.
+	Reader string
+	// ATR is the card's answer to reset; nil means no card.
+	ATR []byte
+	// Card answers commands; set when ATR is.
+	Card Card
+	// Generation changes whenever the card is inserted or reset, so that
+	// the bridge re-announces a card even when its ATR is the same.
+	Generation uint64
+}
+
+func (s State) hasCard() bool { return s.Reader != "" && s.ATR != nil && s.Card != nil }
+
+// Source presents a reader and its card, and reports changes.
+type Source interface {
+	// Run reports the source's state through update, first the initial
+	// state and then every change, until ctx ends. update never blocks.
+	// Run returns ctx.Err() when ctx ends, or an error if the source
+	// fails for good.
+	Run(ctx context.Context, update func(State)) error
+}
+
+// Config configures Run.
+type Config struct {
+	// Network and Address locate the host: "tcp" and "host:port", or
+	// "unix" and a socket path.
+	Network, Address string
+	// Dial configures the VSCard connection (TLS, timeouts).
+	Dial *vscard.DialConfig
+	// Source is the card source. Required.
+	Source Source
+
+	// Logger receives what the bridge does. nil discards.
+	Logger *slog.Logger
+	// APDUTrace logs every command and response at info level, with the
+	// data of PIN commands redacted unless TraceSecrets is set.
+	APDUTrace    bool
+	TraceSecrets bool
+
+	// MinBackoff and MaxBackoff bound the wait between reconnection
+	// attempts; 0 means 50 ms and 1 s.
+	MinBackoff, MaxBackoff time.Duration
+	// ReplyTimeout bounds the wait for the host to acknowledge a control
+	// message (and to answer Init); a host that does not is treated as
+	// gone. 0 means 5 s.
+	ReplyTimeout time.Duration
+	// CardTimeout bounds one command's round trip to the card; 0 means
+	// 2 min (on-card key generation is slow).
+	CardTimeout time.Duration
+	// MaxResponse is the most bytes (data and status word) one response to
+	// the guest may carry; longer ones are split with 61xx + GET RESPONSE.
+	// 0 means 374, what QEMU's usb-ccid passes to the guest.
+	MaxResponse int
+}
+
+// QEMUMaxResponse is the largest response QEMU's usb-ccid carries to the
+// guest: its 384-byte bulk-in buffer less the 10-byte CCID header.
+const QEMUMaxResponse = 384 - 10
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = time.Second
+	}
+	if c.ReplyTimeout <= 0 {
+		c.ReplyTimeout = 5 * time.Second
+	}
+	if c.CardTimeout <= 0 {
+		c.CardTimeout = 2 * time.Minute
+	}
+	if c.MaxResponse <= 0 {
+		c.MaxResponse = QEMUMaxResponse
+	}
+	if c.Network == "" {
+		c.Network = "tcp"
+	}
+}
+
+// Bridge joins a Source to a host. Create it with New and run it with Run.
+type Bridge struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	state   State
+	changed chan struct{} // signalled when state changes
+	stats   Stats
+}
+
+// Stats counts what a bridge did.
+type Stats struct {
+	Sessions   int // connections that completed the handshake
+	Commands   int // guest commands answered
+	CardErrors int // commands answered with Error
+	Split      int // responses split with 61xx
+}
+
+// New returns a bridge for cfg.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("bridge: no card source")
+	}
+	if cfg.Address == "" {
+		return nil, errors.New("bridge: no host address")
+	}
+	cfg.defaults()
+	return &Bridge{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}, 1)}, nil
+}
+
+// Stats returns counters of what the bridge did so far.
+func (b *Bridge) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
+
+func (b *Bridge) update(s State) {
+	b.mu.Lock()
+	b.state = s
+	b.mu.Unlock()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bridge) current() State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
+
+// Run runs the bridge until ctx ends: it runs the source, connects to the
+// host, announces, serves, and reconnects whenever the host goes away. When
+// ctx ends it removes the card and the reader from the host, closes the
+// connection and returns nil. It returns an error only when the source
+// fails for good.
+func (b *Bridge) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	srcDone := make(chan error, 1)
+	go func() {
+		err := b.cfg.Source.Run(ctx, b.update)
+		if ctx.Err() == nil {
+			cancel(fmt.Errorf("bridge: card source: %w", err))
+		}
+		srcDone <- err
+	}()
+	defer func() { <-srcDone }()
+
+	backoff := b.cfg.MinBackoff
+	failures := 0
+	for {
+		c, err := b.dial(ctx)
+		if err == nil {
+			if failures > 0 {
+				b.log.Info("connected to the host again", "host", b.cfg.Address, "after_attempts", failures)
+			} else {
+				b.log.Info("connected to the host", "host", b.cfg.Address)
+			}
+			failures = 0
+			start := time.Now()
+			err = b.session(ctx, c)
+			if ctx.Err() != nil {
+				return b.sourceErr(ctx)
+			}
+			b.log.Warn("lost the host; reconnecting", "host", b.cfg.Address, "reason", err)
+			if time.Since(start) > 10*time.Second {
+				backoff = b.cfg.MinBackoff
+			}
+		} else {
+			if ctx.Err() != nil {
+				return b.sourceErr(ctx)
+			}
+			failures++
+			if failures == 1 {
+				b.log.Warn("cannot reach the host; retrying", "host", b.cfg.Address, "err", err)
+			} else {
+				b.log.Debug("cannot reach the host", "host", b.cfg.Address, "attempt", failures, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return b.sourceErr(ctx)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, b.cfg.MaxBackoff)
+	}
+}
+
+func (b *Bridge) sourceErr(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func (b *Bridge) dial(ctx context.Context) (*vscard.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, b.cfg.ReplyTimeout)
+	defer cancel()
+	c, err := vscard.Dial(dctx, b.cfg.Network, b.cfg.Address, b.cfg.Dial)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("%w (the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM)", err)
+	}
+	return c, err
+}
+
+// announced is what the host has been told.
+type announced struct {
+	reader string
+	id     vscard.ReaderID
+	hasRdr bool
+	atr    []byte
+	gen    uint64
+	hasCrd bool
+}
+
+// session announces and serves one connection until it ends or ctx does.
+func (b *Bridge) session(ctx context.Context, c *vscard.Client) error {
+	b.mu.Lock()
+	b.stats.Sessions++
+	b.mu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.serveCommands(ctx, c)
+	}()
+	defer func() {
+		c.Close() // ends Commands, and with it serveCommands
+		wg.Wait()
+	}()
+
+	var ann announced
+	// Clear what an earlier, uncleanly ended session may have left.
+	if err := b.control(ctx, func(cctx context.Context) error { return c.RemoveReader(cctx, vscard.MinimalReaderID) }); err != nil {
+		return err
+	}
+	for {
+		if err := b.sync(ctx, c, &ann); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			b.leave(c, &ann)
+			return ctx.Err()
+		case <-c.Done():
+			return c.Err()
+		case <-b.changed:
+		}
+	}
+}
+
+// control runs one control exchange with the reply timeout.
+func (b *Bridge) control(ctx context.Context, f func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.ReplyTimeout)
+	defer cancel()
+	err := f(cctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("bridge: the host stopped answering: %w", err)
+	}
+	return err
+}
+
+// sync brings the host in line with the source's current state.
+func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) error {
+	st := b.current()
+	var he *vscard.HostError
+	// Card gone, changed or reset: remove what the host has, so that the
+	// guest sees the removal before the new card.
+	if ann.hasCrd && (!st.hasCard() || st.Reader != ann.reader || st.Generation != ann.gen || !bytes.Equal(st.ATR, ann.atr)) {
+		if err := b.control(ctx, func(cctx context.Context) error { return c.RemoveCard(cctx, ann.id) }); err != nil && !errors.As(err, &he) {
+			return err
+		}
+		b.log.Info("card removed", "reader", ann.reader)
+		ann.hasCrd = false
+	}
+	if ann.hasRdr && st.Reader != ann.reader {
+		if err := b.control(ctx, func(cctx context.Context) error { return c.RemoveReader(cctx, ann.id) }); err != nil && !errors.As(err, &he) {
+			return err
+		}
+		b.log.Info("reader removed", "reader", ann.reader)
+		ann.hasRdr, ann.hasCrd = false, false
+	}
+	if !ann.hasRdr && st.Reader != "" {
+		var id vscard.ReaderID
+		err := b.control(ctx, func(cctx context.Context) (err error) { id, err = c.AddReader(cctx, st.Reader); return err })
+		if errors.As(err, &he) {
+			b.log.Error("the host refused the reader", "reader", st.Reader, "err", err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ann.reader, ann.id, ann.hasRdr = st.Reader, id, true
+		b.log.Info("reader announced", "reader", st.Reader, "id", id)
+	}
+	if ann.hasRdr && st.hasCard() && (!ann.hasCrd || st.Generation != ann.gen || !bytes.Equal(st.ATR, ann.atr)) {
+		if r, ok := st.Card.(Resetter); ok {
+			if err := r.Reset(ctx); err != nil {
+				b.log.Warn("could not reset the card before announcing it", "err", err)
+			}
+		}
+		err := b.control(ctx, func(cctx context.Context) error { return c.InsertCard(cctx, ann.id, st.ATR) })
+		if errors.As(err, &he) {
+			b.log.Error("the host refused the card's ATR", "atr", fmt.Sprintf("%X", st.ATR), "err", err, "check", vscard.CheckATR(st.ATR))
+			ann.hasCrd, ann.atr, ann.gen = false, st.ATR, st.Generation
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ann.hasCrd, ann.atr, ann.gen = true, st.ATR, st.Generation
+		b.log.Info("card inserted", "reader", ann.reader, "atr", fmt.Sprintf("%X", st.ATR))
+	}
+	return nil
+}
+
+// leave removes the card and the reader, as a client leaving cleanly does.
+func (b *Bridge) leave(c *vscard.Client, ann *announced) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if ann.hasCrd {
+		if err := c.RemoveCard(ctx, ann.id); err != nil {
+			b.log.Warn("removing the card on exit", "err", err)
+		}
+	}
+	if ann.hasRdr {
+		if err := c.RemoveReader(ctx, ann.id); err != nil {
+			b.log.Warn("removing the reader on exit", "err", err)
+		}
+	}
+	b.log.Info("left the host", "host", b.cfg.Address)
+}
+
+// serveCommands answers the host's commands until the connection ends.
+func (b *Bridge) serveCommands(ctx context.Context, c *vscard.Client) {
+	var (
+		split  = apdu.Splitter{Max: min(b.cfg.MaxResponse-2, apdu.MaxShortData)}
+		redact = apdu.Redactor{ShowSecrets: b.cfg.TraceSecrets}
+		gen    uint64
+	)
+	for cmd := range c.Commands() {
+		st := b.current()
+		if st.Generation != gen {
+			split.Reset()
+			gen = st.Generation
+		}
+		start := time.Now()
+		resp, err := b.answer(ctx, st, &split, cmd.APDU)
+		if err != nil {
+			b.log.Warn("the card failed a command; answering Error", "err", err)
+			err = cmd.Fail(vscard.ErrCodeGeneral)
+			b.mu.Lock()
+			b.stats.CardErrors++
+			b.mu.Unlock()
+		} else {
+			err = cmd.Respond(resp)
+		}
+		if b.cfg.APDUTrace {
+			b.log.Info("apdu", "command", redact.Command(cmd.APDU), "response", redact.Response(resp), "ms", float64(time.Since(start).Microseconds())/1000)
+		}
+		if err != nil {
+			b.log.Debug("answering the host", "err", err)
+		}
+		b.mu.Lock()
+		b.stats.Commands++
+		b.mu.Unlock()
+	}
+}
+
+// answer computes the response to one guest command.
+func (b *Bridge) answer(ctx context.Context, st State, split *apdu.Splitter, raw []byte) ([]byte, error) {
+	if !st.hasCard() {
+		return nil, errors.New("bridge: no card")
+	}
+	cmd, perr := apdu.Parse(raw)
+	if perr == nil && split.Pending() && apdu.IsGetResponse(cmd) {
+		resp, _ := split.Next(cmd)
+		return resp, nil
+	}
+	split.Reset()
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.CardTimeout)
+	defer cancel()
+	resp, err := st.Card.Transmit(cctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp) < 2 {
+		return nil, fmt.Errorf("bridge: card answered %d bytes, no status word", len(resp))
+	}
+	if len(resp) <= b.cfg.MaxResponse {
+		return resp, nil
+	}
+	b.mu.Lock()
+	b.stats.Split++
+	b.mu.Unlock()
+	r := apdu.Response(resp)
+	first := b.cfg.MaxResponse - 2
+	if perr != nil || !cmd.Extended {
+		first = min(first, apdu.MaxShortData) // a short Le asks for 256 at most
+	}
+	return split.StartWithin(r.Data(), r.SW(), first), nil
+}
