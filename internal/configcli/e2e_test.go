@@ -376,3 +376,46 @@ func (zeroReader) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestGoldenDomainsValidate: every whole domain the golden cases print
+// (--new-domain, --domain) passes libvirt's schema.
+func TestGoldenDomainsValidate(t *testing.T) {
+	harness.LookPath(t, "virt-xml-validate (libvirt-clients)", "virt-xml-validate")
+	harness.LookPath(t, "xmllint (libxml2-utils), which virt-xml-validate runs", "xmllint")
+	n := 0
+	for _, tc := range cliCases {
+		whole, xmlOnly := false, false
+		for i, a := range tc.args {
+			whole = whole || a == "--domain" || a == "--new-domain"
+			xmlOnly = xmlOnly || (a == "--format" && i+1 < len(tc.args) && tc.args[i+1] == "xml")
+		}
+		if !whole || !xmlOnly || tc.exit != 0 {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			var stdin []byte
+			if tc.stdin != "" {
+				b, err := os.ReadFile(filepath.Join(fixtures, tc.stdin))
+				if err != nil {
+					t.Fatal(err)
+				}
+				stdin = b
+			}
+			code, stdout, stderr := runCLI(t, tc.args, stdin)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			f := filepath.Join(t.TempDir(), "domain.xml")
+			if err := os.WriteFile(f, []byte(stdout), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("virt-xml-validate", f, "domain").CombinedOutput(); err != nil {
+				t.Errorf("libvirt's schema refuses the printed domain: %v\n%s\n%s", err, out, stdout)
+			}
+		})
+		n++
+	}
+	if n < 5 {
+		t.Errorf("only %d golden cases print a whole domain", n)
+	}
+}
