@@ -13,9 +13,13 @@ const ClientProgram = "vscclient-go"
 // The file names of the client's TLS credentials, as QEMU names a client
 // endpoint's files (and as package internal/tlscerts writes them).
 const (
-	CACertFile     = "ca-cert.pem"
+	// CACertFile is the CA certificate that signed QEMU's and the
+	// client's certificates.
+	CACertFile = "ca-cert.pem"
+	// ClientCertFile is the client's certificate.
 	ClientCertFile = "client-cert.pem"
-	ClientKeyFile  = "client-key.pem"
+	// ClientKeyFile is the client's private key.
+	ClientKeyFile = "client-key.pem"
 )
 
 // ClientArgs returns the arguments (after the program name, ClientProgram)

@@ -135,8 +135,10 @@ type Config struct {
 
 // CCIDAddress is a smartcard's place on a CCID controller.
 type CCIDAddress struct {
+	// Controller is the index of the <controller type='ccid'>.
 	Controller uint
-	Slot       uint
+	// Slot is the card's slot on that controller.
+	Slot uint
 }
 
 // CCIDController is the CCID controller (QEMU's usb-ccid) the smartcard

@@ -11,10 +11,15 @@ import (
 // controller with index 0, the chardev is named after the device alias
 // smartcard0, and the TLS object after the chardev.
 const (
+	// ControllerID is the id of QEMU's usb-ccid device.
 	ControllerID = "ccid0"
-	ChardevID    = "charsmartcard0"
-	CardID       = "smartcard0"
-	TLSObjectID  = "objcharsmartcard0_tls0"
+	// ChardevID is the id of the smartcard's chardev.
+	ChardevID = "charsmartcard0"
+	// CardID is the id of the ccid-card-passthru or ccid-card-emulated
+	// device.
+	CardID = "smartcard0"
+	// TLSObjectID is the id of the chardev's tls-creds-x509 object.
+	TLSObjectID = "objcharsmartcard0_tls0"
 	// CCIDBus is the bus usb-ccid provides: the card devices sit on it.
 	CCIDBus = ControllerID + ".0"
 	// SpiceVMCName is the spicevmc channel name QEMU gives a smartcard.

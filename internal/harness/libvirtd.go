@@ -82,14 +82,16 @@ type LibvirtdOptions struct {
 // MissingPeerError reports that a program a private libvirtd needs is not
 // available. Tests turn it into harness.Missing.
 type MissingPeerError struct {
-	Peer string
-	Err  error
+	Peer string // the program, as harness.Missing names it
+	Err  error  // why it is not available
 }
 
+// Error says which peer is missing and why.
 func (e *MissingPeerError) Error() string {
 	return fmt.Sprintf("harness: peer %s is not available: %v", e.Peer, e.Err)
 }
 
+// Unwrap returns why the peer is missing.
 func (e *MissingPeerError) Unwrap() error { return e.Err }
 
 // Libvirtd is a private libvirtd (system mode, driver qemu) and the
