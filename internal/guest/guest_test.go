@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -87,6 +88,7 @@ func withResponder(t testing.TB, ctx context.Context, scenario string, params ma
 type clientConfig struct {
 	ack        ackMode
 	splitNagle bool
+	atr        []byte // nil means testATR
 }
 
 func (c clientConfig) String() string {
@@ -103,7 +105,7 @@ func withClient(t testing.TB, ctx context.Context, scenario string, params map[s
 	vm := bootTest(t, ctx, img, BootOptions{Scenario: scenario, Params: params, NoDefaultUSB: true, ExtraQEMUArgs: libvirtCCIDArgs(port, nodelay)})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	harness.WaitTCP(t, addr, 30*time.Second)
-	r, err := dialResponder(ctx, addr, cc.ack, cc.splitNagle, answer)
+	r, err := dialResponder(ctx, addr, cc.ack, cc.splitNagle, cc.atr, answer)
 	if err != nil {
 		t.Fatalf("responder: %v", err)
 	}
@@ -152,6 +154,7 @@ func TestBuildIsCached(t *testing.T) {
 }
 
 func TestReadersWithoutClient(t *testing.T) {
+	t.Parallel()
 	img := testImage(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -186,6 +189,7 @@ func TestReadersWithoutClient(t *testing.T) {
 }
 
 func TestReadersWithCard(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	vm, _ := withResponder(t, ctx, "readers", nil, false, ackQuick, answer9000)
@@ -199,6 +203,7 @@ func TestReadersWithCard(t *testing.T) {
 }
 
 func TestAPDU(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	select9 := "00a4040009a00000030800001000"
@@ -235,6 +240,7 @@ func TestAPDU(t *testing.T) {
 }
 
 func TestLatencyScenario(t *testing.T) {
+	t.Parallel()
 	// The scenario's numbers are measured by BenchmarkAPDULatency; here it
 	// only has to run and count right.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -264,6 +270,7 @@ func TestWatch(t *testing.T) {
 }
 
 func testWatch(t *testing.T, method string) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	vm, r := withResponder(t, ctx, "watch", map[string]string{"changes": "4", "method": method, "timeout": "60"}, false, ackQuick, answer9000)
@@ -294,5 +301,49 @@ func testWatch(t *testing.T, method string) {
 	}
 	if n, _ := res.Int("changes"); n != 4 {
 		t.Errorf("changes = %q, want 4", res.Values["changes"])
+	}
+}
+
+func TestUnknownScenario(t *testing.T) {
+	t.Parallel()
+	img := testImage(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	vm := bootTest(t, ctx, img, BootOptions{Scenario: "nosuch", NoDefaultUSB: true, ExtraQEMUArgs: libvirtCCIDArgs(harness.FreePort(t), false)})
+	res, err := vm.Wait(ctx)
+	var se *ScenarioError
+	if !errors.As(err, &se) {
+		t.Fatalf("Wait err = %v, want a *ScenarioError", err)
+	}
+	if se.Scenario != "nosuch" || se.RC != 2 || res.RC != 2 || len(se.Errors) == 0 {
+		t.Errorf("ScenarioError = %+v, result rc %d; want scenario nosuch rc 2 with the guest's error", se, res.RC)
+	}
+}
+
+func TestContextEndKillsGuest(t *testing.T) {
+	t.Parallel()
+	img := testImage(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	bootCtx, stop := context.WithCancel(ctx)
+	// No USB device: left alone, the guest would wait 10 s for the reader.
+	vm := bootTest(t, bootCtx, img, BootOptions{Scenario: "readers"})
+	if _, err := vm.WaitEvent(ctx, "init"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	select {
+	case <-vm.Done():
+	case <-ctx.Done():
+		t.Fatal("QEMU still runs after Boot's context ended")
+	}
+	if _, err := vm.Wait(ctx); !errors.Is(err, ErrNoEnd) {
+		t.Errorf("Wait err = %v, want ErrNoEnd", err)
+	}
+	if _, err := vm.WaitEvent(ctx, "reader"); !errors.Is(err, ErrExited) {
+		t.Errorf("WaitEvent after exit: err = %v, want ErrExited", err)
+	}
+	if err := vm.Close(); err != nil {
+		t.Errorf("Close after exit: %v", err)
 	}
 }

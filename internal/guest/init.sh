@@ -340,8 +340,10 @@ watch_pcsc_scan() {
 # a signature by the key in slot 9A.
 # Parameters: vscard.pin=PIN (123456), vscard.keyid=ID (01, OpenSC's id for
 # the 9A key), vscard.challenge=HEX (32 bytes, defaults to a fixed one).
-# Results: slots (pkcs11-tool -L: token labels), objects=N, keytype=rsa|ec,
-# mechanism, challenge=HEX, signature=HEX, login_rc, sign_rc.
+# Results: token_label (from pkcs11-tool -L), mechanisms (pkcs11-tool -M,
+# space-separated), objects=N (key and certificate objects visible before
+# login), keytype=rsa|ec, mechanism, challenge=HEX, sign_rc,
+# signature=HEX (RSA: the raw signature; ECDSA: r||s).
 # The PIN is passed to pkcs11-tool, never printed.
 scenario_piv() {
 	mod=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
@@ -355,16 +357,19 @@ scenario_piv() {
 	sed -n 's/^ *token label *: *//p' /tmp/piv.slots | while read -r l; do
 		result token_label "$l"
 	done
+	pkcs11-tool --module $mod -M >/tmp/piv.mechs 2>&1
+	result mechanisms "$(sed -n 's/^  \([A-Z0-9-]*\).*/\1/p' /tmp/piv.mechs | tr '\n' ' ')"
 	pkcs11-tool --module $mod -O >/tmp/piv.objects 2>&1
 	result objects "$(grep -c 'Object;' /tmp/piv.objects)"
-	# The key type from the private key object with our id.
+	# The key type from the key object with our id: before login OpenSC
+	# shows PIV private keys as private objects, so only the public key.
 	keytype=$(awk -v id="$id" '
-		/^Private Key Object;/ { t = ($0 ~ /RSA/) ? "rsa" : ($0 ~ /EC/ ? "ec" : "other"); next }
+		/^(Private|Public) Key Object;/ { t = ($0 ~ /RSA/) ? "rsa" : ($0 ~ /EC/ ? "ec" : "other"); next }
 		/^[^ ]/ { t = "" }
 		t != "" && $1 == "ID:" && tolower($2) == tolower(id) { print t; exit }
 	' /tmp/piv.objects)
 	[ -n "$keytype" ] || {
-		error "no private key with id $id"
+		error "no key with id $id"
 		sed 's/^/VSCARD-ERROR objects: /' /tmp/piv.objects | head -n 40
 		return 1
 	}

@@ -39,6 +39,22 @@ const (
 // testATR is a T=1 ATR with one historical byte that QEMU accepts.
 var testATR = []byte{0x3b, 0x80, 0x80, 0x01, 0x01}
 
+// pivATR is an ATR no OpenSC driver knows: T=0 and T=1 (TD1 80, TD2 01),
+// eight historical bytes "vscardkt" and the check byte T=1 requires.
+// OpenSC 0.23 (Debian 12) lists testATR (3B 80 80 01 01) as a PIVKey
+// token and then disables EC keys (card_issues CI_NO_EC), so an emulated
+// PIV card with an EC key must not present that ATR.
+var pivATR = withTCK([]byte{0x3b, 0x88, 0x80, 0x01, 'v', 's', 'c', 'a', 'r', 'd', 'k', 't'})
+
+// withTCK appends the ATR check byte: the XOR of every byte after TS.
+func withTCK(atr []byte) []byte {
+	var x byte
+	for _, b := range atr[1:] {
+		x ^= b
+	}
+	return append(atr, x)
+}
+
 // ackMode is what the responder does about delayed ACKs on its socket.
 type ackMode int
 
@@ -57,6 +73,7 @@ func (m ackMode) String() string {
 // responder is the test's VSCard client. Its answer function returns the
 // response APDU (data and status word) for a command APDU.
 type responder struct {
+	atr    []byte
 	conn   *net.TCPConn
 	raw    syscall.RawConn
 	mode   ackMode
@@ -80,7 +97,10 @@ type responder struct {
 
 // dialResponder connects to QEMU's chardev at addr, does the handshake
 // (Init, ReaderAdd, ATR) and starts answering APDUs with answer.
-func dialResponder(ctx context.Context, addr string, mode ackMode, splitNagle bool, answer func([]byte) []byte) (*responder, error) {
+func dialResponder(ctx context.Context, addr string, mode ackMode, splitNagle bool, atr []byte, answer func([]byte) []byte) (*responder, error) {
+	if atr == nil {
+		atr = testATR
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -92,7 +112,7 @@ func dialResponder(ctx context.Context, addr string, mode ackMode, splitNagle bo
 		c.Close()
 		return nil, err
 	}
-	r := &responder{conn: tc, raw: raw, mode: mode, br: bufio.NewReader(tc), answer: answer, splitNagle: splitNagle, done: make(chan struct{})}
+	r := &responder{atr: atr, conn: tc, raw: raw, mode: mode, br: bufio.NewReader(tc), answer: answer, splitNagle: splitNagle, done: make(chan struct{})}
 	if splitNagle {
 		tc.SetNoDelay(false)
 	}
@@ -141,7 +161,7 @@ func (r *responder) handshake() error {
 	if err := r.expectOK("ReaderAdd"); err != nil {
 		return err
 	}
-	if err := r.send(vscATR, 0, testATR); err != nil {
+	if err := r.send(vscATR, 0, r.atr); err != nil {
 		return err
 	}
 	return r.expectOK("ATR")
@@ -249,7 +269,7 @@ func (r *responder) serve() {
 
 // removeCard sends CardRemove; insertCard sends the ATR again.
 func (r *responder) removeCard() error { return r.send(vscCardRemove, 0, nil) }
-func (r *responder) insertCard() error { return r.send(vscATR, 0, testATR) }
+func (r *responder) insertCard() error { return r.send(vscATR, 0, r.atr) }
 
 // received returns the APDUs received so far.
 func (r *responder) received() [][]byte {
