@@ -21,7 +21,10 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // A fuzz input is a session: APDUs, each after a 2-byte big-endian length;
 // a zero length is a card reset. When the first byte has its top bit set, the
-// store is behind a PIN guard.
+// store is behind a PIN guard. Sessions stop after maxSessionAPDUs, so that
+// no input costs more than that many commands.
+
+const maxSessionAPDUs = 64
 
 func encodeSession(cmds [][]byte) []byte {
 	var out []byte
@@ -34,7 +37,7 @@ func encodeSession(cmds [][]byte) []byte {
 
 func splitSession(in []byte) [][]byte {
 	var out [][]byte
-	for len(in) >= 2 {
+	for len(in) >= 2 && len(out) < maxSessionAPDUs {
 		n := int(in[0])<<8 | int(in[1])
 		in = in[2:]
 		n = min(n, len(in))

@@ -363,6 +363,15 @@ func TestOpenSC(t *testing.T) {
 		}
 	})
 
+	t.Run("random", func(t *testing.T) {
+		// C_GenerateRandom: GENERAL AUTHENTICATE 9B 81 00 challenges.
+		out := filepath.Join(t.TempDir(), "random")
+		r.pkcs11(t, 0, "--generate-random", "40", "--output-file", out)
+		if got := readFile(t, out); len(got) != 40 || bytes.Equal(got, make([]byte, 40)) {
+			t.Fatalf("random bytes %X", got)
+		}
+	})
+
 	t.Run("wrong PIN", func(t *testing.T) {
 		out, err := r.run(t, "pkcs11-tool", "--module", openscModule, "--slot-index", "1", "--login", "--pin", "000000", "--list-objects")
 		if err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") {
