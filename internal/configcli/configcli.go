@@ -93,7 +93,7 @@ Examples:
   vscclient-go config
 
   # Add the smartcard to a domain and load it back into libvirt.
-  virsh dumpxml win11 | vscclient-go config --domain - --port 2001 --format xml > win11.xml
+  virsh dumpxml --inactive win11 | vscclient-go config --domain - --format xml > win11.xml
   virsh define win11.xml
 
   # Over a unix socket.
