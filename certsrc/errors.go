@@ -5,12 +5,14 @@ import (
 	"fmt"
 
 	"github.com/miekg/pkcs11"
+	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 // Sentinel errors. Errors from the token also wrap the pkcs11.Error that
 // carries the CKR_ code (match it with errors.As); wrong-PIN and blocked-PIN
-// errors wrap *piv.PINError and piv.ErrPINBlocked, and an empty slot wraps
-// piv.ErrNotFound.
+// errors wrap *piv.PINError and piv.ErrPINBlocked, an empty slot
+// piv.ErrNotFound, and ErrNotLoggedIn and ErrPINFormat match the piv
+// sentinels of the same name.
 var (
 	// ErrNoModule: the URI names no module, or the module cannot be found
 	// or loaded.
@@ -31,8 +33,9 @@ var (
 
 	// ErrNotLoggedIn: the operation needs the user to be logged in
 	// (CKR_USER_NOT_LOGGED_IN, or the private key is invisible before
-	// login).
-	ErrNotLoggedIn = errors.New("certsrc: not logged in")
+	// login). It also matches piv.ErrNotLoggedIn, so the applet answers
+	// 6982.
+	ErrNotLoggedIn error = &sentinel{"certsrc: not logged in", piv.ErrNotLoggedIn}
 
 	// ErrMapping: a slot mapping is malformed, or names objects the token
 	// does not have (or has more than one of).
@@ -47,7 +50,8 @@ var (
 	ErrUnsupportedKey = errors.New("certsrc: unsupported key")
 
 	// ErrPINFormat: the token refused a new PIN's length or characters.
-	ErrPINFormat = errors.New("certsrc: PIN format not accepted")
+	// It also matches piv.ErrPINFormat.
+	ErrPINFormat error = &sentinel{"certsrc: PIN format not accepted", piv.ErrPINFormat}
 
 	// ErrBadInput: an operation's input has the wrong size or value.
 	ErrBadInput = errors.New("certsrc: bad input")
@@ -55,6 +59,16 @@ var (
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("certsrc: store closed")
 )
+
+// sentinel is a certsrc sentinel that also matches the piv sentinel for the
+// same condition, without repeating its text.
+type sentinel struct {
+	msg string
+	piv error
+}
+
+func (e *sentinel) Error() string { return e.msg }
+func (e *sentinel) Unwrap() error { return e.piv }
 
 // ckr returns the CKR_ code err carries, if any.
 func ckr(err error) (uint, bool) {

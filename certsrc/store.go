@@ -103,9 +103,10 @@ type slotEntry struct {
 }
 
 var (
-	_ piv.Store  = (*Store)(nil)
-	_ piv.RSAKey = (*rsaKey)(nil)
-	_ piv.ECKey  = (*ecKey)(nil)
+	_ piv.Store      = (*Store)(nil)
+	_ piv.PINChanger = (*Store)(nil)
+	_ piv.RSAKey     = (*rsaKey)(nil)
+	_ piv.ECKey      = (*ecKey)(nil)
 )
 
 // Open loads the module u names, finds the one initialised token u matches,

@@ -353,8 +353,8 @@ func TestNotLoggedIn(t *testing.T) {
 	s := openStore(t, p.h.URI(""), certsrc.Config{})
 	key, _ := s.PrivateKey(certsrc.SlotSignature)
 	digest := sha256.Sum256(nil)
-	if _, err := key.(piv.ECKey).Sign(nil, digest[:], nil); !errors.Is(err, certsrc.ErrNotLoggedIn) {
-		t.Errorf("Sign before Login: %v, want ErrNotLoggedIn", err)
+	if _, err := key.(piv.ECKey).Sign(nil, digest[:], nil); !errors.Is(err, certsrc.ErrNotLoggedIn) || !errors.Is(err, piv.ErrNotLoggedIn) {
+		t.Errorf("Sign before Login: %v, want ErrNotLoggedIn (certsrc's and piv's)", err)
 	}
 	login(t, s, p.h.PIN)
 	if _, err := key.(piv.ECKey).Sign(nil, digest[:], nil); err != nil {
@@ -694,11 +694,12 @@ func TestChangePIN(t *testing.T) {
 	h.Setenv(t)
 	h.AddIdentity(t, harness.IdentitySpec{Alg: harness.P256, ID: []byte{1}, Label: "k", KeyUsage: x509.KeyUsageDigitalSignature})
 	s := openStore(t, h.URI(""), certsrc.Config{})
+	var _ piv.PINChanger = s
 	var pe *piv.PINError
 	if err := s.ChangePIN([]byte("000000"), []byte("24681357")); !errors.As(err, &pe) || pe.Retries != 2 {
 		t.Fatalf("ChangePIN with a wrong old PIN: %v, want a PINError with 2 tries left", err)
 	}
-	if err := s.ChangePIN([]byte(h.PIN), []byte("12")); !errors.Is(err, certsrc.ErrPINFormat) {
+	if err := s.ChangePIN([]byte(h.PIN), []byte("12")); !errors.Is(err, certsrc.ErrPINFormat) || !errors.Is(err, piv.ErrPINFormat) {
 		t.Errorf("ChangePIN to a 2-digit PIN: %v, want ErrPINFormat", err)
 	}
 	if err := s.ChangePIN([]byte(h.PIN), []byte("24681357")); err != nil {
