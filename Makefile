@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 TESTENV   := VSCARDKIT_REQUIRE_PEERS=1
 TESTFLAGS ?=
 
-.PHONY: help deps build test bench fuzz vet clean
+.PHONY: help deps build demo test bench fuzz vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -19,6 +19,9 @@ deps: ## install the Debian packages the build and tests need (root; idempotent)
 
 build: deps ## build the commands into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+demo: build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
+	$(GO) run ./internal/cmd/demo --bin $(BIN)
 
 vet: ## go vet
 	$(GO) vet ./...

@@ -201,6 +201,9 @@ func (h *Host) ServeConn(ctx context.Context, nc net.Conn) error {
 	h.mu.Lock()
 	h.conn = nil
 	h.mu.Unlock()
+	if ctx.Err() != nil {
+		err = nil // the host itself hung up
+	}
 	h.emit(Event{Kind: EventDisconnected, Remote: remote, Err: err})
 	if ctx.Err() != nil {
 		return ctx.Err()

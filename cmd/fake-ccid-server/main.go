@@ -68,6 +68,7 @@ type options struct {
 	once         bool
 	json         bool
 	script       string
+	getResponse  bool
 	timeout      time.Duration
 	vpcd         string
 	nodelay      bool
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.once, "once", false, "exit when the first client leaves")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
 	fs.StringVar(&o.script, "script", "", "once a card is present, send the APDUs in `FILE` and exit 0 if every expectation held, 1 otherwise")
+	fs.BoolVar(&o.getResponse, "get-response", false, "with --script: follow 61xx with GET RESPONSE, as a guest's middleware does, and check the whole response")
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --script: give up after this `duration` (0: wait for the card forever)")
 	fs.StringVar(&o.vpcd, "vpcd", "", "connect to vsmartcard's vpcd driver at `HOST:PORT` and present the client's card to the local pcscd")
 	fs.BoolVar(&o.nodelay, "nodelay", false, "set TCP_NODELAY, as QEMU's chardev option nodelay=on (libvirt does not set it)")
@@ -121,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.script != "" && o.vpcd != "" {
 		return nil, cli.Usagef("--script and --vpcd cannot be used together")
 	}
+	if o.getResponse && o.script == "" {
+		return nil, cli.Usagef("--get-response applies to --script")
+	}
 	if o.timeout != 0 && o.script == "" {
 		return nil, cli.Usagef("--timeout applies to --script")
 	}
@@ -141,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if script, err = loadScript(o.script); err != nil {
 			return err
 		}
+		script.getResponse = o.getResponse
 	}
 	l, err := listen(o.listen)
 	if err != nil {

@@ -20,6 +20,9 @@ import (
 type script struct {
 	name  string
 	steps []step
+	// getResponse follows 61xx with GET RESPONSE, as a guest's middleware
+	// does, and reports the whole response.
+	getResponse bool
 }
 
 type step struct {
@@ -104,21 +107,43 @@ func (s *script) run(ctx context.Context, srv *vscardtest.Server, cardIn <-chan 
 	}
 	failed := 0
 	for i, st := range s.steps {
-		resp, err := srv.Transmit(ctx, st.cmd)
+		resp, err := transmit(ctx, srv, st.cmd, s.getResponse)
 		if err != nil {
 			out.line("script-error", "step", i+1, "line", st.line, "error", err.Error())
 			return cli.Failed{Code: cli.ExitFailure}
 		}
 		status := "ok"
-		if st.expect != "" && !matchSW(st.expect, apdu.Response(resp).SW()) {
+		sw := apdu.Response(resp).SW()
+		if st.expect != "" && !matchSW(st.expect, sw) {
 			status = "MISMATCH expected " + st.expect
 			failed++
 		}
-		out.line("script", "step", i+1, "line", st.line, "result", status)
+		out.line("script", "step", i+1, "line", st.line, "sw", sw.String(), "result", status, "response", out.redact.Response(resp))
 	}
 	out.line("script-done", "steps", len(s.steps), "failed", failed)
 	if failed > 0 {
 		return cli.Failed{Code: cli.ExitFailure}
 	}
 	return nil
+}
+
+// transmit sends cmd and, with getResponse, collects the rest of a 61xx
+// response with GET RESPONSE (Le = xx), as OpenSC does in the guest.
+func transmit(ctx context.Context, srv *vscardtest.Server, cmd []byte, getResponse bool) ([]byte, error) {
+	resp, err := srv.Transmit(ctx, cmd)
+	if err != nil || !getResponse {
+		return resp, err
+	}
+	var data []byte
+	for range 1024 { // at most 256 KiB
+		r := apdu.Response(resp)
+		if len(r) < 2 || r.SW().SW1() != apdu.SWBytesRemaining.SW1() {
+			return append(data, resp...), nil
+		}
+		data = append(data, r.Data()...)
+		if resp, err = srv.Transmit(ctx, []byte{cmd[0] & 0x03, apdu.INSGetResponse, 0, 0, r.SW().SW2()}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("the card kept answering 61xx")
 }

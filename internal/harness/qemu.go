@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vscardkit/vscardkit/internal/procnet"
 )
 
 // QEMUOptions configures StartQEMU. The zero value starts what libvirt 9
@@ -89,7 +91,7 @@ func waitListening(p *Process, addr string, timeout time.Duration) error {
 		if p.Exited() {
 			return fmt.Errorf("exited before listening on %s: %v", addr, p.Err())
 		}
-		if ok, err := Listening(addr); err != nil {
+		if ok, err := procnet.Listening(addr); err != nil {
 			return err
 		} else if ok {
 			return nil
@@ -100,3 +102,7 @@ func waitListening(p *Process, addr string, timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Listening reports whether a TCP socket listens on addr's port, without
+// connecting to it (see procnet.Listening).
+func Listening(addr string) (bool, error) { return procnet.Listening(addr) }

@@ -1,4 +1,5 @@
-package harness
+// Package procnet reads the kernel's socket tables.
+package procnet
 
 import (
 	"bufio"
@@ -20,7 +21,7 @@ func Listening(addr string) (bool, error) {
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return false, fmt.Errorf("harness: bad port in %q", addr)
+		return false, fmt.Errorf("procnet: bad port in %q", addr)
 	}
 	want := fmt.Sprintf(":%04X", port)
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {

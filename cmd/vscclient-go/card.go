@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/vscardkit/vscardkit/certsrc"
+	"github.com/vscardkit/vscardkit/internal/bridge"
+	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/piv"
+	"github.com/vscardkit/vscardkit/internal/softstore"
+)
+
+// openCard builds the card source that --card names. The returned function
+// releases it (and stops what it started).
+func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (bridge.Source, func(), error) {
+	kind, arg, _ := strings.Cut(o.card, ":")
+	if kind != "pkcs11" && len(o.slots) > 0 {
+		return nil, nil, cli.Usagef("--slot applies to --card pkcs11:...")
+	}
+	if kind != "soft" && o.pinFile != "" {
+		return nil, nil, cli.Usagef("--pin-file applies to --card soft (a token's PIN comes from the guest)")
+	}
+	switch kind {
+	case "pcsc":
+		return openPCSC(o, arg, log)
+	case "soft":
+		st, err := openSoft(arg, o.pinFile, stderr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return pivSource(st, o, "vscardkit virtual PIV", log)
+	case "pkcs11":
+		st, err := openPKCS11(ctx, o, log, stderr)
+		if err != nil {
+			return nil, nil, err
+		}
+		src, release, err := pivSource(st, o, "vscardkit virtual PIV ("+st.Token().Label+")", log)
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		return src, func() { release(); st.Close() }, nil
+	}
+	return nil, nil, cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
+}
+
+func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
+	opts := softstore.Options{}
+	if pinFile != "" {
+		pin, err := readPINFile(pinFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.PIN = pin
+	}
+	var (
+		st  *softstore.Store
+		err error
+	)
+	if dir == "" {
+		st, err = softstore.Generate(opts)
+	} else {
+		st, err = softstore.Load(dir, opts)
+	}
+	if err != nil {
+		return nil, cli.WithHint(err, "soft:DIR reads 9a.crt and 9a.key (and 9c, 9d, 9e) PEM files")
+	}
+	describeSlots(stderr, "soft card", st)
+	if pinFile == "" {
+		fmt.Fprintf(stderr, "soft card: PIN %s (the default; --pin-file sets another)\n", softstore.DefaultPIN)
+	}
+	return st, nil
+}
+
+// readPINFile reads a PIN from the first line of a file, so that it never
+// appears on a command line.
+func readPINFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the PIN file: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("reading the PIN file: %w", err)
+	}
+	pin := strings.TrimRight(line, "\r\n")
+	if pin == "" {
+		return "", fmt.Errorf("the PIN file %s is empty", path)
+	}
+	return pin, nil
+}
+
+func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (*certsrc.Store, error) {
+	u, err := certsrc.ParseURI(o.card)
+	if err != nil {
+		return nil, cli.WithHint(err, "e.g. --card 'pkcs11:token=alice?module-path=/usr/lib/softhsm/libsofthsm2.so' (quote it for the shell)")
+	}
+	cfg := certsrc.Config{Logger: log}
+	for _, s := range o.slots {
+		slot, sel, err := certsrc.ParseSlotMapping(s)
+		if err != nil {
+			return nil, cli.WithHint(cli.Usagef("--slot %q: %v", s, err), "write --slot 9a=id:01, 9c=label:Signing or 9e=none")
+		}
+		if cfg.Slots == nil {
+			cfg.Slots = map[certsrc.Slot]certsrc.Selector{}
+		}
+		cfg.Slots[slot] = sel
+	}
+	st, err := certsrc.Open(ctx, u, cfg)
+	if err != nil {
+		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module MODULE --list-token-slots --list-objects")
+	}
+	fmt.Fprintf(stderr, "token %q (serial %s)\n", st.Token().Label, st.Token().Serial)
+	describeSlots(stderr, "token", st)
+	return st, nil
+}
+
+// describeSlots prints which certificate each PIV slot holds.
+func describeSlots(w io.Writer, what string, st piv.Store) {
+	for _, slot := range piv.Slots {
+		der, err := st.Certificate(slot)
+		if err != nil {
+			continue
+		}
+		desc := "unparsable certificate"
+		if cert, err := x509.ParseCertificate(der); err == nil {
+			desc = fmt.Sprintf("%s, %s", cert.Subject, cert.PublicKeyAlgorithm)
+		}
+		sum := sha256.Sum256(der)
+		fmt.Fprintf(w, "%s: slot %v: %s, SHA-256 %X\n", what, slot, desc, sum[:8])
+	}
+}
+
+// pivCard is the PIV applet as the bridge's card.
+type pivCard struct{ a *piv.Applet }
+
+func (c pivCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	return c.a.Transmit(ctx, cmd)
+}
+
+// Reset is a card reset: the PIN is no longer verified.
+func (c pivCard) Reset(context.Context) error {
+	c.a.Reset()
+	return nil
+}
+
+// pivSource presents an emulated PIV card over st, behind a PIN guard that
+// SIGHUP re-arms.
+func pivSource(st piv.Store, o *options, defaultName string, log *slog.Logger) (bridge.Source, func(), error) {
+	guard := piv.NewPINGuard(st, piv.GuardOptions{MaxWrongPINs: o.maxWrongPINs, AllowFinalTry: o.allowFinalTry, Logger: log})
+	applet := piv.New(guard, piv.Options{Logger: log})
+	name := o.readerName
+	if name == "" {
+		name = defaultName
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-hup:
+				guard.Rearm()
+				log.Info("SIGHUP: PIN guard re-armed")
+			case <-done:
+				return
+			}
+		}
+	}()
+	release := func() {
+		signal.Stop(hup)
+		close(done)
+		<-stopped
+	}
+	return bridge.NewStatic(name, piv.ATR(), pivCard{applet}), release, nil
+}
+
+func openPCSC(o *options, arg string, log *slog.Logger) (bridge.Source, func(), error) {
+	return nil, nil, fmt.Errorf("pcsc: not wired yet")
+}

@@ -1,0 +1,263 @@
+// Command vscclient-go gives a QEMU/libvirt guest a smart card that lives
+// outside it: the card in a PC/SC reader on this host, or an emulated PIV
+// card whose keys stay in a PKCS#11 token (or, for demos, in memory). It
+// connects to the chardev of QEMU's ccid-card-passthru device and speaks
+// the VSCard protocol; to the guest it is the card.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/bridge"
+	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/configcli"
+	"github.com/vscardkit/vscardkit/internal/piv"
+	"github.com/vscardkit/vscardkit/internal/tlsconfig"
+	"github.com/vscardkit/vscardkit/vscard"
+)
+
+const prog = "vscclient-go"
+
+const usage = `Usage:
+  vscclient-go [flags] HOST PORT
+  vscclient-go [flags] --connect tcp://HOST:PORT | unix:PATH | tls://HOST:PORT
+  vscclient-go readers             list PC/SC readers and their cards
+  vscclient-go config [flags]      libvirt XML / QEMU argv for the VM (see config --help)
+
+vscclient-go connects to QEMU's ccid-card-passthru chardev and is the guest's
+smart card until it is stopped (SIGINT or SIGTERM remove the card and the
+reader from the guest first). When QEMU goes away (VM restart, migration,
+socket reset) it reconnects and announces the card again.
+
+Cards (--card):
+  pcsc                 the first PC/SC reader that holds a card (default)
+  pcsc:NAME            the reader named NAME, or the one whose name contains
+                       NAME, or the reader at index NAME (0, 1, ...)
+  pkcs11:URI           an emulated PIV card whose certificates and keys are in
+                       a PKCS#11 token (RFC 7512 URI); the guest's PIN goes to
+                       the token, keys never leave it
+  soft                 an emulated PIV card with a fresh key and self-signed
+                       certificate in memory, PIN 123456 (for demos and tests)
+  soft:DIR             the same with 9a.crt/9a.key ... PEM files from DIR
+
+Examples:
+  # The card in the first reader, to the VM whose chardev is on port 2001
+  vscclient-go 127.0.0.1 2001
+
+  # A named reader, shared with other applications on this host
+  vscclient-go --card 'pcsc:YubiKey' --shared --connect tcp://[::1]:2001
+
+  # Certificates and keys of a softhsm2 token, as a PIV card
+  vscclient-go --connect tcp://127.0.0.1:2001 \
+      --card 'pkcs11:token=alice?module-path=/usr/lib/softhsm/libsofthsm2.so'
+
+  # Over TLS, with the client certificate QEMU's verify-peer=on asks for
+  vscclient-go --connect tls://vmhost.example:2001 \
+      --tls-ca ca-cert.pem --tls-cert client-cert.pem --tls-key client-key.pem
+
+  # See every APDU (PINs redacted)
+  vscclient-go --apdu-trace --card soft 127.0.0.1 2001
+
+After too many wrong PINs from the guest (--max-wrong-pins), an emulated card
+stops passing PINs to the token so that a guest cannot lock it; send SIGHUP
+to re-arm it (kill -HUP PID).
+
+Flags:
+`
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// runMain runs vscclient-go with args and returns the exit code.
+func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 {
+		switch args[0] {
+		case "config":
+			return configcli.Main(ctx, args[1:], stdin, stdout, stderr)
+		case "readers":
+			return cli.Report(stderr, prog, listReaders(ctx, args[1:], stdout, stderr))
+		}
+	}
+	return cli.Report(stderr, prog, run(ctx, args, stderr))
+}
+
+type options struct {
+	connect       string
+	card          string
+	shared        bool
+	slots         []string
+	readerName    string
+	pinFile       string
+	maxWrongPINs  int
+	allowFinalTry bool
+	tlsCA         string
+	tlsCert       string
+	tlsKey        string
+	tlsServerName string
+	logLevel      string
+	logJSON       bool
+	apduTrace     bool
+	traceSecrets  bool
+	maxBackoff    time.Duration
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		cli.PrintFlags(stderr, fs)
+	}
+	fs.StringVar(&o.connect, "connect", "", "the chardev to connect to: tcp://HOST:PORT, tcp://[IPv6]:PORT, unix:PATH or tls://HOST:PORT (or give HOST PORT)")
+	fs.StringVar(&o.card, "card", "pcsc", "the `card` to give the guest: pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
+	fs.BoolVar(&o.shared, "shared", false, "open the PC/SC card in shared mode (default: exclusive, since the guest owns the card's state)")
+	fs.Var((*stringList)(&o.slots), "slot", "with pkcs11: put a certificate in a PIV slot, e.g. 9a=id:01, 9c=label:Signing, 9e=none (repeatable)")
+	fs.StringVar(&o.readerName, "reader-name", "", "the reader `name` announced to QEMU (default: the PC/SC reader's, or \"vscardkit virtual PIV\")")
+	fs.StringVar(&o.pinFile, "pin-file", "", "with soft: read the card's PIN from the first line of `file` (default PIN 123456)")
+	fs.IntVar(&o.maxWrongPINs, "max-wrong-pins", piv.DefaultMaxWrongPINs, "with pkcs11 and soft: after this many wrong PINs in a row, stop passing PINs to the token until SIGHUP or a restart")
+	fs.BoolVar(&o.allowFinalTry, "allow-final-pin-try", false, "let the guest try a PIN when the token says one try is left (it may block the token)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "with tls://: verify the server with the CA certificates in `file` (default: the system's)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "with tls://: the client certificate `file` (PEM), for QEMU's verify-peer=on")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "with tls://: the client certificate's private key `file` (PEM)")
+	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "with tls://: the `name` the server certificate must carry (default: the host in --connect)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines")
+	fs.BoolVar(&o.apduTrace, "apdu-trace", false, "log every APDU and its response (the data of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER is redacted)")
+	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "with --apdu-trace: do not redact PINs (never on a shared machine)")
+	fs.DurationVar(&o.maxBackoff, "max-backoff", time.Second, "the longest wait between reconnection attempts")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, cli.Failed{Code: cli.ExitOK}
+		}
+		return nil, cli.Failed{Code: cli.ExitUsage}
+	}
+	if *version {
+		fmt.Fprintln(stderr, prog, cli.Version())
+		return nil, cli.Failed{Code: cli.ExitOK}
+	}
+	switch {
+	case fs.NArg() == 2 && o.connect == "":
+		o.connect = "tcp://" + joinHostPort(fs.Arg(0), fs.Arg(1))
+	case fs.NArg() == 0 && o.connect != "":
+	case fs.NArg() == 0:
+		return nil, cli.Usagef("where is the VM? give HOST PORT or --connect")
+	default:
+		return nil, cli.Usagef("give either HOST PORT or --connect, not %q", strings.Join(fs.Args(), " "))
+	}
+	if o.traceSecrets && !o.apduTrace {
+		return nil, cli.Usagef("--trace-secrets goes with --apdu-trace")
+	}
+	return o, nil
+}
+
+func joinHostPort(host, port string) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return "[" + host + "]:" + port
+	}
+	return host + ":" + port
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := cli.NewLogger(stderr, o.logLevel, o.logJSON)
+	if err != nil {
+		return err
+	}
+	tgt, err := parseTarget(o.connect)
+	if err != nil {
+		return err
+	}
+	dial := &vscard.DialConfig{}
+	if tgt.tls {
+		if dial.TLS, err = tlsconfig.Client(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName); err != nil {
+			return err
+		}
+	} else if o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "" {
+		return cli.Usagef("--tls-* flags need --connect tls://HOST:PORT")
+	}
+	src, closeSrc, err := openCard(ctx, o, log, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	b, err := bridge.New(bridge.Config{
+		Network: tgt.network, Address: tgt.address, Dial: dial, Source: src,
+		Logger: log, APDUTrace: o.apduTrace, TraceSecrets: o.traceSecrets,
+		MaxBackoff: o.maxBackoff,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "version", cli.Version(), "host", o.connect, "card", cardKind(o.card))
+	if err := b.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped", "commands", b.Stats().Commands)
+	return nil
+}
+
+// cardKind names the card source without what may follow its colon (a
+// PKCS#11 URI can be long; it holds no PIN: certsrc refuses pin-value).
+func cardKind(card string) string {
+	kind, _, _ := strings.Cut(card, ":")
+	return kind
+}
+
+// target is a parsed --connect.
+type target struct {
+	network, address string
+	tls              bool
+}
+
+func parseTarget(s string) (target, error) {
+	hint := "write tcp://HOST:PORT, tcp://[::1]:PORT, unix:/path/to/socket or tls://HOST:PORT"
+	switch {
+	case strings.HasPrefix(s, "tcp://"), strings.HasPrefix(s, "tls://"):
+		addr := s[len("tcp://"):]
+		if _, port, err := splitHostPort(addr); err != nil || port == "" {
+			return target{}, cli.WithHint(cli.Usagef("--connect %q: want HOST:PORT after the scheme", s), hint)
+		}
+		return target{network: "tcp", address: addr, tls: strings.HasPrefix(s, "tls://")}, nil
+	case strings.HasPrefix(s, "unix:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(s, "unix:"), "//")
+		if path == "" {
+			return target{}, cli.WithHint(cli.Usagef("--connect %q: no socket path", s), hint)
+		}
+		return target{network: "unix", address: path}, nil
+	}
+	return target{}, cli.WithHint(cli.Usagef("--connect %q: unknown scheme", s), hint)
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", "", errors.New("no port")
+	}
+	host, port := addr[:i], addr[i+1:]
+	if strings.Contains(host, ":") && !(strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")) {
+		return "", "", errors.New("IPv6 address without brackets")
+	}
+	return host, port, nil
+}
