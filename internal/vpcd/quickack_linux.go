@@ -10,7 +10,9 @@ import (
 // it is re-armed around every read). vpcd as packaged in Debian 12 writes a
 // frame's length prefix and its payload with two send calls and does not set
 // TCP_NODELAY: without quick ACKs, Nagle on the driver's side holds the
-// payload until our delayed ACK of the prefix, about 40 ms per message.
+// payload until our delayed ACK of the prefix. Measured with
+// reader.BenchmarkTransmitDirect: a median APDU round trip of 48 ms without
+// quick ACKs, 0.18 ms with them.
 func quickAcker(conn net.Conn) func() {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
