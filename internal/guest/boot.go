@@ -311,9 +311,6 @@ func (vm *VM) broadcastLocked() {
 // PID returns QEMU's process id.
 func (vm *VM) PID() int { return vm.cmd.Process.Pid }
 
-// Started returns when QEMU was started.
-func (vm *VM) Started() time.Time { return vm.start }
-
 // Done is closed once QEMU has exited.
 func (vm *VM) Done() <-chan struct{} { return vm.done }
 

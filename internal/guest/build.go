@@ -105,12 +105,7 @@ func Build(ctx context.Context, opts BuildOptions) (Image, error) {
 	if kname == "" {
 		kname = os.Getenv(KernelEnv)
 	}
-	pkg, err := pickKernel(ctx, kname)
-	if err != nil {
-		return Image{}, err
-	}
-	log.Debug("guest: kernel package", "name", pkg.Name, "version", pkg.Version)
-	k, err := prepareKernel(ctx, cacheDir, pkg)
+	pkg, k, err := kernelFor(ctx, cacheDir, kname, log)
 	if err != nil {
 		return Image{}, err
 	}
@@ -151,6 +146,31 @@ func Build(ctx context.Context, opts BuildOptions) (Image, error) {
 	log.Debug("guest: built image", "dir", dir)
 	prune(cacheDir, map[string]bool{filepath.Base(dir): true, filepath.Base(k.dir): true}, log)
 	return img, nil
+}
+
+// kernelFor returns the kernel to use: the package the apt lists offer
+// (or name), downloaded unless cached. When that fails (no apt lists, no
+// network, a version the mirror dropped) and no kernel was named, it falls
+// back to the most recently used kernel in the cache.
+func kernelFor(ctx context.Context, cacheDir, name string, log *slog.Logger) (kernelPkg, kernelFiles, error) {
+	pkg, err := pickKernel(ctx, name)
+	if err == nil {
+		log.Debug("guest: kernel package", "name", pkg.Name, "version", pkg.Version)
+		var k kernelFiles
+		if k, err = prepareKernel(ctx, cacheDir, pkg); err == nil {
+			return pkg, k, nil
+		}
+	}
+	if name != "" || ctx.Err() != nil {
+		return kernelPkg{}, kernelFiles{}, err
+	}
+	cpkg, k, ok := newestCachedKernel(cacheDir)
+	if !ok {
+		return kernelPkg{}, kernelFiles{}, err
+	}
+	log.Warn("guest: using a cached kernel", "package", cpkg.Name, "version", cpkg.Version, "because", err)
+	touch(k.dir)
+	return cpkg, k, nil
 }
 
 func writeInitramfs(dst string, t tree) error {

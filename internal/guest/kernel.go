@@ -161,6 +161,9 @@ func prepareKernel(ctx context.Context, cacheDir string, pkg kernelPkg) (kernelF
 	if err := os.Remove(vmlinuz); err != nil {
 		return kernelFiles{}, fmt.Errorf("guest: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(out, "package"), []byte(pkg.Name+" "+pkg.Version+"\n"), 0o644); err != nil {
+		return kernelFiles{}, fmt.Errorf("guest: %w", err)
+	}
 	// The release file is written last: its presence marks a complete
 	// directory.
 	if err := os.WriteFile(filepath.Join(out, "release"), []byte(release+"\n"), 0o644); err != nil {
@@ -170,6 +173,33 @@ func prepareKernel(ctx context.Context, cacheDir string, pkg kernelPkg) (kernelF
 		return kernelFiles{}, fmt.Errorf("guest: %w", err)
 	}
 	return kernelFiles{dir: dir, release: release}, nil
+}
+
+// newestCachedKernel returns the complete kernel directory in cacheDir used
+// most recently.
+func newestCachedKernel(cacheDir string) (kernelPkg, kernelFiles, bool) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "kernel-*"))
+	var best kernelFiles
+	var bestPkg kernelPkg
+	var bestTime int64
+	for _, d := range dirs {
+		rel, err1 := os.ReadFile(filepath.Join(d, "release"))
+		p, err2 := os.ReadFile(filepath.Join(d, "package"))
+		fi, err3 := os.Stat(d)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		name, ver, ok := strings.Cut(strings.TrimSpace(string(p)), " ")
+		if !ok {
+			continue
+		}
+		if t := fi.ModTime().UnixNano(); bestPkg.Name == "" || t > bestTime {
+			best = kernelFiles{dir: d, release: strings.TrimSpace(string(rel))}
+			bestPkg = kernelPkg{Name: name, Version: ver}
+			bestTime = t
+		}
+	}
+	return bestPkg, best, bestPkg.Name != ""
 }
 
 // extractDeb takes boot/vmlinuz-* and the USB modules out of the kernel
