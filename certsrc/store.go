@@ -50,6 +50,7 @@ type TokenInfo struct {
 	Serial       string
 }
 
+// String describes the token for messages.
 func (t TokenInfo) String() string {
 	return fmt.Sprintf("token %q (%s %s, serial %s)", t.Label, t.Manufacturer, t.Model, t.Serial)
 }

@@ -34,6 +34,7 @@ type Version struct {
 	Major, Minor byte
 }
 
+// String formats v as MAJOR.MINOR.
 func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
 
 // Attribute is an attribute of a URI that vscardkit does not interpret (a
