@@ -9,7 +9,12 @@
 // ATR returns the card's Answer To Reset (see atr.go for its bytes and why).
 // After a reset the PIV application is selected and no PIN is verified.
 // Applet.Transmit answers one command APDU; Applet.Reset is a card reset or
-// removal. Every response, data and status word, is at most 258 bytes:
+// removal. Whoever serves the applet calls Reset when the card is reset:
+// vpcd forwards pcscd's resets (Applet has the methods of a vpcd card
+// handler), but QEMU's usb-ccid answers the guest's power-on and power-off
+// itself and tells the VSCard client nothing, so behind QEMU the PIN stays
+// verified until the bridge resets the applet (at the latest when the
+// VSCard connection ends). Every response, data and status word, is at most 258 bytes:
 // longer data goes out in pieces with 61xx and GET RESPONSE, since QEMU's
 // usb-ccid carries at most 374 bytes per response to the guest.
 //
@@ -21,7 +26,7 @@
 //     PIV application stays selected. P1 00-09 (files): 6A82.
 //   - GET DATA (CB 3F FF, 5C tag): CHUID 5FC102, CCC 5FC107, Discovery
 //     Object 7E, Key History 5FC10C, and the certificates 5FC105 (9A),
-//     5FC10A (9C), 5FC10B (9D), 5FC101 (9E) as 53 { 70 cert, 71 00, FE }.
+//     5FC10A (9C), 5FC10B (9D), 5FC101 (9E) as 53 { 70 cert, 71 01 00, FE 00 }.
 //     Anything else, or an empty slot: 6A82. All are free to read.
 //   - VERIFY (20) for the PIV PIN (P2 80): no data asks the status (9000,
 //     63Cx, 6983); data is the PIN padded with FF to 8 bytes; P1 FF resets

@@ -29,7 +29,7 @@ const (
 	tagCertCardAuth = 0x5FC101 // X.509 Certificate for Card Authentication (9E)
 )
 
-// certTag maps a data object tag to the key slot whose certificate it holds.
+// certSlot maps a data object tag to the key slot whose certificate it holds.
 func certSlot(tag uint32) (Slot, bool) {
 	switch tag {
 	case tagCertPIVAuth:
