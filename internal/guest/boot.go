@@ -32,7 +32,9 @@ const maxConsole = 4 << 20
 // BootOptions configures Boot.
 type BootOptions struct {
 	// Scenario names what the guest's init runs: readers, apdu, latency,
-	// watch, piv, none or shell (see init.sh). Empty means none.
+	// watch, piv, none or shell (see init.sh), or several of them separated
+	// by commas, run in order in one boot until one fails. Empty means
+	// none.
 	Scenario string
 	// Params are the scenario's parameters, passed on the kernel command
 	// line as vscard.KEY=VALUE. Keys are lower-case letters, digits and
@@ -73,6 +75,8 @@ var (
 
 // ScenarioError reports a scenario that ended with a non-zero status.
 type ScenarioError struct {
+	// Scenario is the scenario's name, or "boot" or "watchdog" when the
+	// guest failed before a scenario started or timed out.
 	Scenario string
 	RC       int
 	// Errors are the guest's VSCARD-ERROR lines.
@@ -87,12 +91,20 @@ func (e *ScenarioError) Error() string {
 	return msg
 }
 
+// End is a VSCARD-END line: a scenario and its exit status.
+type End struct {
+	Scenario string
+	RC       int
+}
+
 // Result is what a finished guest reported.
 type Result struct {
-	// Scenario is the name in the VSCARD-END line.
+	// Ends are the VSCARD-END lines in order.
+	Ends []End
+	// Scenario and RC are the first End with a non-zero status, else the
+	// last End; RC is -1 when nothing ended.
 	Scenario string
-	// RC is the scenario's exit status, -1 when it did not end.
-	RC int
+	RC       int
 	// Values maps each VSCARD-RESULT key to its last value.
 	Values map[string]string
 	// Errors are the VSCARD-ERROR lines' texts.
@@ -116,9 +128,10 @@ func (r Result) Int(key string) (int, error) {
 
 // VM is a running guest. Its methods are safe for concurrent use.
 type VM struct {
-	cmd   *exec.Cmd
-	start time.Time
-	log   *slog.Logger
+	cmd       *exec.Cmd
+	start     time.Time
+	log       *slog.Logger
+	scenarios []string // what the guest was asked to run
 
 	mu        sync.Mutex
 	markers   []Marker
@@ -142,14 +155,13 @@ var (
 
 // Cmdline returns the kernel command line Boot uses for opts.
 func (opts BootOptions) Cmdline() (string, error) {
-	scenario := opts.Scenario
-	if scenario == "" {
-		scenario = "none"
+	scenarios := opts.scenarios()
+	for _, sc := range scenarios {
+		if !paramKey.MatchString(sc) {
+			return "", fmt.Errorf("%w: scenario name %q", ErrBadParam, sc)
+		}
 	}
-	if !paramKey.MatchString(scenario) {
-		return "", fmt.Errorf("%w: scenario name %q", ErrBadParam, scenario)
-	}
-	words := []string{"console=ttyS0", "quiet", "loglevel=1", "panic=-1", "vscard.scenario=" + scenario}
+	words := []string{"console=ttyS0", "quiet", "loglevel=1", "panic=-1", "vscard.scenario=" + strings.Join(scenarios, ",")}
 	keys := make([]string, 0, len(opts.Params))
 	for k := range opts.Params {
 		keys = append(keys, k)
@@ -170,6 +182,14 @@ func (opts BootOptions) Cmdline() (string, error) {
 		return "", fmt.Errorf("%w: kernel command line of %d bytes, the limit is %d", ErrBadParam, len(line), maxCmdline-1)
 	}
 	return line, nil
+}
+
+// scenarios splits Scenario.
+func (opts BootOptions) scenarios() []string {
+	if opts.Scenario == "" {
+		return []string{"none"}
+	}
+	return strings.Split(opts.Scenario, ",")
 }
 
 // QEMUArgs returns the arguments (after the program name) Boot gives QEMU.
@@ -231,10 +251,11 @@ func Boot(ctx context.Context, img Image, opts BootOptions) (*VM, error) {
 		return nil, fmt.Errorf("guest: %w", err)
 	}
 	vm := &VM{
-		log:     log,
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
-		stopCtx: make(chan struct{}),
+		log:       log,
+		scenarios: opts.scenarios(),
+		changed:   make(chan struct{}),
+		done:      make(chan struct{}),
+		stopCtx:   make(chan struct{}),
 	}
 	cmd := exec.Command(qemu, args...)
 	cmd.Stdout = pw
@@ -396,10 +417,11 @@ func (vm *VM) WaitResult(ctx context.Context, key string) (string, error) {
 	return v, err
 }
 
-// Wait waits for QEMU to exit (the guest powers off after its scenario)
-// and returns what the guest reported. The error wraps ErrNoEnd when the
-// scenario did not end, is a *ScenarioError when it ended with a non-zero
-// status, and reports ctx's error if ctx ends first (the VM keeps running).
+// Wait waits for QEMU to exit (the guest powers off after its scenarios)
+// and returns what the guest reported. The error is a *ScenarioError when a
+// scenario (or the boot) ended with a non-zero status, wraps ErrNoEnd when
+// a scenario asked for did not end, and reports ctx's error if ctx ends
+// first (the VM keeps running).
 func (vm *VM) Wait(ctx context.Context) (Result, error) {
 	select {
 	case <-vm.done:
@@ -410,18 +432,28 @@ func (vm *VM) Wait(ctx context.Context) (Result, error) {
 	vm.mu.Lock()
 	exitErr := vm.exitErr
 	vm.mu.Unlock()
-	if res.RC < 0 {
-		msg := ""
+	if len(res.Ends) > 0 && res.RC != 0 {
+		return res, &ScenarioError{Scenario: res.Scenario, RC: res.RC, Errors: res.Errors}
+	}
+	ended := map[string]bool{}
+	for _, e := range res.Ends {
+		ended[e.Scenario] = true
+	}
+	var missing []string
+	for _, sc := range vm.scenarios {
+		if !ended[sc] {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		msg := ": " + strings.Join(missing, ", ")
 		if len(res.Errors) > 0 {
-			msg = ": " + strings.Join(res.Errors, "; ")
+			msg += ": " + strings.Join(res.Errors, "; ")
 		}
 		if exitErr != nil {
-			return res, fmt.Errorf("%w (QEMU: %v)%s", ErrNoEnd, exitErr, msg)
+			msg += fmt.Sprintf(" (QEMU: %v)", exitErr)
 		}
 		return res, fmt.Errorf("%w%s", ErrNoEnd, msg)
-	}
-	if res.RC != 0 {
-		return res, &ScenarioError{Scenario: res.Scenario, RC: res.RC, Errors: res.Errors}
 	}
 	return res, nil
 }
@@ -437,11 +469,17 @@ func (vm *VM) result() Result {
 		case KindError:
 			res.Errors = append(res.Errors, m.Value)
 		case KindEnd:
-			res.Scenario = m.Name
-			res.RC = -1
-			if rc, err := m.Int("rc"); err == nil {
-				res.RC = rc
+			rc, err := m.Int("rc")
+			if err != nil {
+				rc = -1
 			}
+			res.Ends = append(res.Ends, End{Scenario: m.Name, RC: rc})
+		}
+	}
+	for _, e := range res.Ends {
+		res.Scenario, res.RC = e.Scenario, e.RC
+		if e.RC != 0 {
+			break
 		}
 	}
 	return res

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,21 +189,12 @@ func TestReadersWithoutClient(t *testing.T) {
 	t.Logf("reader listed after %v (QEMU start to marker); guest uptime %s ms", ev.At.Round(time.Millisecond), ev.Fields["uptime_ms"])
 }
 
-func TestReadersWithCard(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	vm, _ := withResponder(t, ctx, "readers", nil, false, ackQuick, answer9000)
-	res, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Values["card.0"] != "present" || res.Values["atr.0"] != hex.EncodeToString(testATR) {
-		t.Fatalf("card.0 = %q atr.0 = %q, want present %x", res.Values["card.0"], res.Values["atr.0"], testATR)
-	}
-}
-
-func TestAPDU(t *testing.T) {
+// TestCardPath runs three scenarios in one boot with the test's VSCard
+// client as the card: the reader with the card's ATR, raw APDUs whose
+// responses carry data, and the latency scenario (its numbers are
+// measured by BenchmarkAPDULatency; here it only has to run and count
+// right).
+func TestCardPath(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -211,16 +203,28 @@ func TestAPDU(t *testing.T) {
 	// 40 data bytes, so the response spans more than one line of
 	// opensc-tool's hex dump.
 	long := "80ee000028" + strings.Repeat("0123456789", 8) + "00"
-	vm, r := withResponder(t, ctx, "apdu", map[string]string{"apdus": select9 + "," + echo + "," + long}, false, ackQuick, answer9000)
+	params := map[string]string{"apdus": select9 + "," + echo + "," + long, "count": "20"}
+	vm, r := withResponder(t, ctx, "readers,apdu,latency", params, false, ackQuick, answer9000)
 	res, err := vm.Wait(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"9000", "deadbeef9000", strings.Repeat("0123456789", 8) + "9000"}
-	if n, _ := res.Int("apdus"); n != len(want) {
-		t.Fatalf("guest printed %d responses, want %d: %v", n, len(want), res.Values)
+	want := []End{{"readers", 0}, {"apdu", 0}, {"latency", 0}}
+	if !slices.Equal(res.Ends, want) {
+		t.Errorf("Ends = %v, want %v", res.Ends, want)
 	}
-	for i, w := range want {
+
+	// readers
+	if res.Values["card.0"] != "present" || res.Values["atr.0"] != hex.EncodeToString(testATR) {
+		t.Errorf("card.0 = %q atr.0 = %q, want present %x", res.Values["card.0"], res.Values["atr.0"], testATR)
+	}
+
+	// apdu
+	wantResp := []string{"9000", "deadbeef9000", strings.Repeat("0123456789", 8) + "9000"}
+	if n, _ := res.Int("apdus"); n != len(wantResp) {
+		t.Errorf("guest printed %d responses, want %d: %v", n, len(wantResp), res.Values)
+	}
+	for i, w := range wantResp {
 		if got := res.Values[fmt.Sprintf("apdu.%d", i)]; got != w {
 			t.Errorf("apdu.%d = %s, want %s", i, got, w)
 		}
@@ -228,38 +232,27 @@ func TestAPDU(t *testing.T) {
 	// The card received our commands. The ATR's first protocol is T=0
 	// (TD1 = 80), where a case 4 command travels without its Le, so
 	// OpenSC drops the trailing 00.
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for _, a := range r.received() {
-		seen[hex.EncodeToString(a)] = true
+		seen[hex.EncodeToString(a)]++
 	}
-	for _, a := range []string{select9, strings.TrimSuffix(echo, "00"), strings.TrimSuffix(long, "00")} {
-		if !seen[a] {
-			t.Errorf("the card never received %s; it received %x", a, r.received())
+	for _, a := range []string{strings.TrimSuffix(echo, "00"), strings.TrimSuffix(long, "00")} {
+		if seen[a] != 1 {
+			t.Errorf("the card received %s %d times, want once; it received %x", a, seen[a], r.received())
 		}
 	}
-}
 
-func TestLatencyScenario(t *testing.T) {
-	t.Parallel()
-	// The scenario's numbers are measured by BenchmarkAPDULatency; here it
-	// only has to run and count right.
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	vm, r := withResponder(t, ctx, "latency", map[string]string{"count": "20"}, false, ackQuick, answer9000)
-	res, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// latency: 1 + 20 SELECTs, plus the one of the apdu scenario.
 	if n, err := res.Int("responses"); err != nil || n != 20 {
-		t.Fatalf("responses = %q (%v), want 20", res.Values["responses"], err)
+		t.Errorf("responses = %q (%v), want 20", res.Values["responses"], err)
 	}
 	for _, k := range []string{"total_ms", "base_ms", "per_apdu_us"} {
 		if _, err := res.Int(k); err != nil {
 			t.Error(err)
 		}
 	}
-	if got := len(r.received()); got < 21 {
-		t.Errorf("the card received %d APDUs, want at least 21", got)
+	if seen[select9] != 22 {
+		t.Errorf("the card received the SELECT %d times, want 22", seen[select9])
 	}
 }
 
@@ -309,7 +302,9 @@ func TestUnknownScenario(t *testing.T) {
 	img := testImage(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	vm := bootTest(t, ctx, img, BootOptions{Scenario: "nosuch", NoDefaultUSB: true, ExtraQEMUArgs: libvirtCCIDArgs(harness.FreePort(t), false)})
+	// The guest checks the names before it waits for the reader, so no
+	// USB device is needed.
+	vm := bootTest(t, ctx, img, BootOptions{Scenario: "none,nosuch"})
 	res, err := vm.Wait(ctx)
 	var se *ScenarioError
 	if !errors.As(err, &se) {
@@ -317,6 +312,9 @@ func TestUnknownScenario(t *testing.T) {
 	}
 	if se.Scenario != "nosuch" || se.RC != 2 || res.RC != 2 || len(se.Errors) == 0 {
 		t.Errorf("ScenarioError = %+v, result rc %d; want scenario nosuch rc 2 with the guest's error", se, res.RC)
+	}
+	if len(res.Ends) != 1 {
+		t.Errorf("Ends = %v, want only nosuch's (none must not run)", res.Ends)
 	}
 }
 

@@ -6,7 +6,8 @@
 # Parameters come from the kernel command line as vscard.NAME=VALUE (the
 # kernel does not pass dotted parameters to init, so they are read from
 # /proc/cmdline) and are available here as $P_NAME:
-#   vscard.scenario=NAME  the scenario to run (scenario_NAME below)
+#   vscard.scenario=NAME[,NAME...]  the scenarios to run, in order, until
+#                         one fails (scenario_NAME below)
 #   vscard.timeout=SEC    power off after SEC seconds whatever happens (120)
 #   vscard.debug=1        run pcscd with --debug and print its log at the end
 # plus each scenario's own, listed with it.
@@ -16,6 +17,8 @@
 #   VSCARD-BEGIN SCENARIO
 #   VSCARD-RESULT KEY=VALUE           a result (the value is the rest of the line)
 #   VSCARD-END SCENARIO rc=N          the scenario finished; 0 is success
+#                                     ("boot" or "watchdog" when the guest
+#                                     failed outside a scenario)
 #   VSCARD-ERROR MESSAGE              why it failed
 #
 # To add a scenario, write a function scenario_NAME that prints results with
@@ -65,9 +68,8 @@ now_us() {
 # uptime_ms prints the time since boot in milliseconds.
 uptime_ms() { echo $(($(now_us) / 1000)); }
 
+# finish powers the VM off.
 finish() {
-	rc=$1
-	echo "VSCARD-END $P_scenario rc=$rc"
 	if [ "$P_debug" = 1 ] && [ -f /tmp/pcscd.log ]; then
 		sed 's/^/VSCARD-LOG pcscd: /' /tmp/pcscd.log
 	fi
@@ -76,21 +78,12 @@ finish() {
 	poweroff -f
 }
 
-event init uptime_ms=$(uptime_ms)
-
-# The watchdog powers the VM off if the scenario hangs.
-(
-	sleep "$P_timeout"
-	error "timeout after ${P_timeout}s"
-	finish 124
-) &
-
-for m in usb-common usbcore uhci-hcd; do
-	if ! insmod "/lib/modules/$m.ko"; then
-		error "insmod $m failed"
-		finish 1
-	fi
-done
+# fail_boot MSG reports a failure outside any scenario and powers off.
+fail_boot() {
+	error "$*"
+	echo "VSCARD-END boot rc=1"
+	finish
+}
 
 # reader_on_bus succeeds when QEMU's usb-ccid (08e6:4433) is on the USB bus.
 reader_on_bus() {
@@ -103,39 +96,10 @@ reader_on_bus() {
 	return 1
 }
 
-# There is no udev here: pcscd only sees the readers present when it starts.
-i=0
-until reader_on_bus; do
-	i=$((i + 1))
-	if [ $i -gt 500 ]; then
-		error "no USB device 08e6:4433 after 10s (is usb-ccid on the QEMU command line?)"
-		finish 1
-	fi
-	sleep 0.02
-done
-event usb-reader uptime_ms=$(uptime_ms)
-
-if [ "$P_debug" = 1 ]; then
-	pcscd --foreground --debug >/tmp/pcscd.log 2>&1 &
-else
-	pcscd --foreground >/tmp/pcscd.log 2>&1 &
-fi
-
 # list_readers prints the PC/SC reader names, one a line.
 list_readers() {
 	pcsc_scan -r 2>/dev/null | sed -n 's/^[0-9][0-9]*: //p'
 }
-
-i=0
-until [ -n "$(list_readers)" ]; do
-	i=$((i + 1))
-	if [ $i -gt 200 ]; then
-		error "pcscd lists no reader after 10s"
-		finish 1
-	fi
-	sleep 0.05
-done
-event reader uptime_ms=$(uptime_ms)
 
 # hexstr turns opensc-tool's "3b:80:80:01:01" or "3B 80 80" into "3b808001".
 hexstr() { tr -d ': \n' | tr 'A-F' 'a-f'; }
@@ -410,11 +374,67 @@ scenario_shell() {
 # Scenario none: just boot, list nothing.
 scenario_none() { :; }
 
-if ! type "scenario_$P_scenario" >/dev/null 2>&1; then
-	echo "VSCARD-BEGIN $P_scenario"
-	error "unknown scenario $P_scenario"
-	finish 2
+# ---- main: check the scenarios, start the watchdog, wait for the reader,
+# start pcscd, run the scenarios, power off ----
+
+event init uptime_ms=$(uptime_ms)
+
+scenarios=$(echo "$P_scenario" | tr ',' ' ')
+for s in $scenarios; do
+	if ! type "scenario_$s" >/dev/null 2>&1; then
+		echo "VSCARD-BEGIN $s"
+		error "unknown scenario $s"
+		echo "VSCARD-END $s rc=2"
+		finish
+	fi
+done
+
+# The watchdog powers the VM off if a scenario hangs.
+(
+	sleep "$P_timeout"
+	error "timeout after ${P_timeout}s"
+	echo "VSCARD-END watchdog rc=124"
+	finish
+) &
+
+for m in usb-common usbcore uhci-hcd; do
+	if ! insmod "/lib/modules/$m.ko"; then
+		fail_boot "insmod $m failed"
+	fi
+done
+
+# There is no udev here: pcscd only sees the readers present when it starts.
+i=0
+until reader_on_bus; do
+	i=$((i + 1))
+	if [ $i -gt 500 ]; then
+		fail_boot "no USB device 08e6:4433 after 10s (is usb-ccid on the QEMU command line?)"
+	fi
+	sleep 0.02
+done
+event usb-reader uptime_ms=$(uptime_ms)
+
+if [ "$P_debug" = 1 ]; then
+	pcscd --foreground --debug >/tmp/pcscd.log 2>&1 &
+else
+	pcscd --foreground >/tmp/pcscd.log 2>&1 &
 fi
-echo "VSCARD-BEGIN $P_scenario"
-"scenario_$P_scenario"
-finish $?
+
+i=0
+until [ -n "$(list_readers)" ]; do
+	i=$((i + 1))
+	if [ $i -gt 200 ]; then
+		fail_boot "pcscd lists no reader after 10s"
+	fi
+	sleep 0.05
+done
+event reader uptime_ms=$(uptime_ms)
+
+for s in $scenarios; do
+	echo "VSCARD-BEGIN $s"
+	"scenario_$s"
+	rc=$?
+	echo "VSCARD-END $s rc=$rc"
+	[ $rc = 0 ] || break
+done
+finish
