@@ -43,13 +43,14 @@
 // # In the reader
 //
 // Insert connects the card to a vpcd slot (reconnecting with backoff if
-// pcscd restarts); Remove pulls it out. For vpcd, "card removed" is the card
-// closing its TCP connection: the driver notices at its next presence poll
-// (pcscd polls every 400 ms), reports the card absent, and accepts the next
-// connection at the poll after that, so a Remove followed by Insert is always
-// seen as a removal then an insertion. Mute makes the card stop answering
-// APDUs (the driver, and pcscd's calls on that reader, then block until the
-// card answers or leaves), as a hung card does.
+// pcscd restarts); Remove pulls it out. For vpcd, a card is in the reader
+// while its TCP connection is, but closing the connection is not reliably
+// seen as a removal: Remove uses vpcd.Card.Remove, which answers vpcd's
+// presence checks with "no card" until pcscd must have recorded the
+// absence (400 to 800 ms), so a Remove followed at once by Insert is seen
+// as a removal then an insertion. Mute makes the card stop answering APDUs
+// (the driver, and pcscd's calls on that reader, then block until the card
+// answers or leaves), as a hung card does.
 //
 // The command internal/cmd/testcard runs the same card as a separate
 // process.

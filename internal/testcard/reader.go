@@ -35,16 +35,25 @@ func (c *Card) Insert(addr string) error {
 	return nil
 }
 
-// Remove pulls the card out: it closes the connection to vpcd, which
-// reports the card absent at its next presence poll. A mute command in
-// progress is dropped. Remove does nothing when the card is not inserted.
+// removeWait bounds how long Remove waits for vpcd's next presence poll
+// (every 400 ms while pcscd runs).
+const removeWait = 2 * time.Second
+
+// Remove pulls the card out so that pcscd sees it go (see
+// vpcd.Card.Remove: the card answers vpcd's presence checks with "no card"
+// until pcscd has recorded the absence, 400 to 800 ms). It waits at most
+// 2 s for those checks (a mute card never gets them; it is then just
+// disconnected). A mute command in progress is dropped. Remove does nothing
+// when the card is not inserted.
 func (c *Card) Remove() {
 	c.mu.Lock()
 	conn := c.conn
 	c.conn = nil
 	c.mu.Unlock()
 	if conn != nil {
-		conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), removeWait)
+		conn.Remove(ctx)
+		cancel()
 	}
 }
 

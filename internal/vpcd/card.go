@@ -59,6 +59,7 @@ type Card struct {
 	err    error // why the goroutine stopped; set before done is closed
 
 	connected atomic.Bool
+	removing  atomic.Bool
 	sessions  atomic.Int64
 	closeOnce sync.Once
 }
@@ -109,6 +110,7 @@ func dial(ctx context.Context, addr string) (net.Conn, error) {
 
 func (c *Card) run(ctx context.Context, conn net.Conn) {
 	defer close(c.done)
+	absentPolls := 0 // presence polls answered "no card" during Remove
 	var b Backoff
 	b.Min, b.Max = c.cfg.MinBackoff, c.cfg.MaxBackoff
 	for {
@@ -130,11 +132,19 @@ func (c *Card) run(ctx context.Context, conn net.Conn) {
 		c.connected.Store(true)
 		c.log.Info("vpcd: card connected", "addr", c.addr)
 		start := time.Now()
-		err := serve(ctx, conn, c.cfg.Handler, c.log)
+		err := serve(ctx, conn, c.cfg.Handler, c.log, &c.removing)
 		conn = nil
 		c.connected.Store(false)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errRemoved) {
+			// See Remove: a second connection, answered "no card" as
+			// well, makes sure pcscd saw the card absent.
+			if absentPolls++; absentPolls == 2 {
+				return
+			}
+			continue
 		}
 		c.log.Info("vpcd: card disconnected", "addr", c.addr, "err", err)
 		if !c.cfg.Reconnect {
@@ -184,9 +194,39 @@ func (c *Card) Wait() error {
 	return c.err
 }
 
-// Close pulls the card out: it closes the connection (vpcd reports the card
-// removed at its next poll), stops the goroutine, and waits for it. A
-// Transmit in progress sees its context cancelled. Close is idempotent.
+// Remove takes the card out in a way pcscd is sure to see, then stops the
+// card like Close. It answers the driver's next presence check (a get-ATR
+// request) with an empty ATR, which makes vpcd drop the connection and
+// report no card; then it connects once more and answers the presence check
+// that accepts this second connection the same way. If the driver does not
+// ask before ctx ends (a handler blocked in Transmit, a hung pcscd) or the
+// card has no connection, Remove just closes. It takes one to two poll
+// intervals (400 to 800 ms).
+//
+// Why two: vpcd checks presence not only in pcscd's polling loop but also
+// inside pcscd's power-down of an unused card (400 ms after insertion or
+// last use), whose result pcscd ignores. A card that leaves at that check
+// and whose next connection is already waiting is accepted at the next poll
+// as if it had never left: pcscd reports no removal. Close alone is worse:
+// vpcd notices the closed connection only at its next request. The second
+// "no card" answer can only come from a check after the first one, and
+// pcscd records the absence at the first poll that follows a power-down, so
+// after Remove pcscd has seen the card go.
+func (c *Card) Remove(ctx context.Context) error {
+	if c.connected.Load() {
+		c.removing.Store(true)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+	}
+	return c.Close()
+}
+
+// Close stops the card: it closes the connection, stops the goroutine, and
+// waits for it. A Transmit in progress sees its context cancelled. vpcd
+// notices at its next request (see Remove for why that may not be reported
+// as a removal). Close is idempotent.
 func (c *Card) Close() error {
 	c.closeOnce.Do(c.cancel)
 	<-c.done

@@ -15,22 +15,31 @@
 // ATR, or the response APDU). The driver sends one message at a time and
 // waits for its reply, so the card side is a simple request/response loop.
 //
-// Facts from vpcd's source that shape this package:
+// Facts from the sources of vpcd (as Debian 12 packages it, from 2019) and
+// pcsc-lite 1.9.9, checked against them running, that shape this package:
 //
-//   - The driver checks for the card by sending CtrlGetATR at every presence
-//     poll (pcscd polls readers without hotplug support every 400 ms). An
-//     empty reply, or a closed connection, makes the driver drop the
-//     connection and report the card absent; the card must reconnect to come
-//     back. Serve answers an empty ATR with an empty frame for that reason.
+//   - The driver checks for the card by sending CtrlGetATR: at every poll of
+//     pcscd's event loop (every 400 ms for a reader without hotplug
+//     support), and also before powering the card down (pcscd powers an
+//     unused card down 400 ms after insertion or last use, and ignores that
+//     check's result). An empty reply, or a closed connection, makes the
+//     driver drop the connection and report no card for that check; at the
+//     next check it accepts whatever connection waits. So a card that
+//     closes and reconnects at once can be taken back without pcscd ever
+//     recording a removal; Card.Remove avoids that (see there).
 //   - The driver reads with no timeout: a card that stops answering leaves
 //     that reader (and pcscd's calls on it) blocked until the connection
 //     closes.
 //   - The driver accepts at most one connection per slot, and only while
 //     polling, so a connection may sit in the listen backlog for up to one
 //     poll interval before the first CtrlGetATR arrives.
-//   - A response reaches the application only if it fits pcscd's receive
-//     buffer (65548 bytes for extended APDUs); vpcd advertises 65536 as
-//     dwMaxAPDUDataSize.
+//   - Frames carry at most 65535 bytes, so the longest command is an
+//     extended APDU with 65526 data bytes; the driver rejects longer ones.
+//     (This vpcd does not answer the dwMaxAPDUDataSize query; vpcd since
+//     2023 advertises 65536.)
+//   - The driver writes a frame's length prefix and payload with two send
+//     calls and no TCP_NODELAY, so the card side must acknowledge at once
+//     (TCP_QUICKACK, done by Serve) or pay a delayed ACK per message.
 //
 // Serve runs the loop on a connection the caller made; Dial connects, serves
 // in a goroutine it owns, and optionally reconnects with capped exponential

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 )
 
 // Handler is the card behind a vpcd reader slot. Serve calls its methods one
@@ -40,10 +41,15 @@ var ErrHandler = errors.New("vpcd: handler failed")
 // io.EOF when the driver closed the connection between frames, and otherwise
 // an error describing what failed.
 func Serve(ctx context.Context, conn net.Conn, h Handler) error {
-	return serve(ctx, conn, h, slog.New(discard{}))
+	return serve(ctx, conn, h, slog.New(discard{}), nil)
 }
 
-func serve(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger) error {
+// errRemoved ends a session whose card was taken out with Card.Remove.
+var errRemoved = errors.New("vpcd: card removed")
+
+// serve is Serve; when removing is set, the next get-ATR request is answered
+// with an empty ATR (the card is gone) and the session ends with errRemoved.
+func serve(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, removing *atomic.Bool) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -83,6 +89,13 @@ func serve(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger) erro
 			log.Debug("vpcd: ignoring a frame", "kind", kind)
 			continue
 		case KindGetATR:
+			if removing != nil && removing.Load() {
+				log.Debug("vpcd: answering the presence poll with no card")
+				if err := WriteFrame(conn, nil); err != nil {
+					return err
+				}
+				return errRemoved
+			}
 			reply = h.ATR()
 		case KindAPDU:
 			reply, err = h.Transmit(ctx, payload)
