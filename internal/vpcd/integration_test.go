@@ -176,3 +176,40 @@ func TestDialWithoutReconnectEnds(t *testing.T) {
 		t.Fatal("Wait = nil after the driver went away")
 	}
 }
+
+// TestRemove checks that Remove answers two presence checks with "no card"
+// and leaves the slot empty.
+func TestRemove(t *testing.T) {
+	p := harness.StartPCSCD(t, harness.PCSCDOptions{})
+	atr := []byte{0x3B, 0x8B, 0x01, 0x00, 0x56, 0x76, 0x73, 0x63, 0x61, 0x72, 0x64, 0x00, 0x90, 0x00, 0x5D}
+	h := &recorder{atr: atr}
+	card, err := Dial(context.Background(), p.VPCDAddr(0), Config{Handler: h, Reconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer card.Close()
+	harness.WaitFor(t, 10*time.Second, "the card in reader 0", func() bool {
+		_, err := openscTool(t, p, "-r", "0", "--atr")
+		return err == nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := card.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Remove ran into its deadline: vpcd never asked")
+	}
+	if err := card.Wait(); err != nil {
+		t.Fatalf("Wait after Remove: %v", err)
+	}
+	if n := card.Sessions(); n != 2 {
+		t.Fatalf("%d sessions, want 2 (the card and its second 'no card' connection)", n)
+	}
+	if out, err := openscTool(t, p, "-r", "0", "--atr"); err == nil {
+		t.Fatalf("pcscd reports a card after Remove:\n%s", out)
+	}
+	// That a card dialed at once after Remove is still seen as a removal
+	// and an insertion is checked with PC/SC events in package reader
+	// (TestWatchCards).
+}
