@@ -1,0 +1,99 @@
+package reader_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/vscardkit/vscardkit/reader"
+)
+
+// List the readers and what is in them.
+func ExampleList() {
+	readers, err := reader.List(context.Background())
+	if errors.Is(err, reader.ErrNoService) {
+		log.Fatal(err) // reader: no PC/SC service: is pcscd running? (...)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, r := range readers {
+		if r.CardPresent {
+			fmt.Printf("%d: %s: card %X (%v)\n", i, r.Name, r.ATR, r.Protocols)
+		} else {
+			fmt.Printf("%d: %s: empty\n", i, r.Name)
+		}
+	}
+}
+
+// Choose a reader the way a command-line flag names it.
+func ExampleChoose() {
+	readers := []reader.Reader{
+		{Name: "Alcor Micro AU9560 00 00"},
+		{Name: "Yubico YubiKey OTP+FIDO+CCID 01 00", CardPresent: true},
+	}
+	for _, arg := range []string{"", "1", "yubikey", "Alcor Micro AU9560 00 00", "Gemalto"} {
+		r, err := reader.Choose(readers, reader.ParseSelector(arg))
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("%q -> %s\n", arg, r.Name)
+	}
+	// Output:
+	// "" -> Yubico YubiKey OTP+FIDO+CCID 01 00
+	// "1" -> Yubico YubiKey OTP+FIDO+CCID 01 00
+	// "yubikey" -> Yubico YubiKey OTP+FIDO+CCID 01 00
+	// "Alcor Micro AU9560 00 00" -> Alcor Micro AU9560 00 00
+	// reader: reader "Gemalto" not found; readers present: Alcor Micro AU9560 00 00, Yubico YubiKey OTP+FIDO+CCID 01 00
+}
+
+// Connect to the first card and send it a command, re-announcing the card
+// when it was reset behind our back.
+func ExampleConnect() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := reader.Select(ctx, reader.FirstWithCard())
+	if err != nil {
+		log.Fatal(err)
+	}
+	card, err := reader.Connect(ctx, r.Name, &reader.ConnectOptions{Protocol: reader.T1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer card.Close()
+
+	selectPIV := []byte{0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08}
+	resp, err := card.Transmit(ctx, selectPIV)
+	if errors.Is(err, reader.ErrCardReset) {
+		fmt.Printf("card reset; its ATR is now %X\n", card.ATR())
+		resp, err = card.Transmit(ctx, selectPIV)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("SW %X\n", resp[len(resp)-2:])
+}
+
+// Follow readers and cards until interrupted; pcscd may stop and start
+// meanwhile.
+func ExampleWatch() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := reader.Watch(ctx, nil)
+	defer w.Close()
+	for ev := range w.Events() {
+		switch ev.Kind {
+		case reader.CardInserted:
+			fmt.Printf("card in %s: %X\n", ev.Reader, ev.ATR)
+		case reader.CardRemoved:
+			fmt.Printf("card out of %s\n", ev.Reader)
+		case reader.ServiceDown:
+			fmt.Println("pcscd is gone:", ev.Err)
+		default:
+			fmt.Println(ev)
+		}
+	}
+}
