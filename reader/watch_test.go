@@ -171,3 +171,41 @@ func TestWatchWithoutService(t *testing.T) {
 		reader.Event{Kind: reader.ReaderAdded, Reader: p.Readers[0]},
 		reader.Event{Kind: reader.ReaderAdded, Reader: p.Readers[1]})
 }
+
+// TestWatchReadersReplaced changes the set of readers under a watcher. With
+// no USB on the test machine and pcscd 1.9.9 unable to add or remove a
+// reader.conf reader while it runs, the only way to make readers go and
+// others come is a pcscd restart with a different configuration: the
+// watcher must report the old readers gone and the new ones (with the card
+// that reconnects to the same vpcd port) there. What this cannot cover is a
+// reader leaving while pcscd keeps running (the PnP notification path);
+// TestWatcherBookkeeping covers the bookkeeping of that case.
+func TestWatchReadersReplaced(t *testing.T) {
+	leaktest.Check(t)
+	p := harness.StartPCSCD(t, harness.PCSCDOptions{InProcess: true, FriendlyName: "Reader Before"})
+	old := p.Readers
+	testcard.Start(t, p.VPCDAddr(0), testcard.Options{})
+	w := reader.Watch(context.Background(), &reader.WatchOptions{MaxBackoff: 200 * time.Millisecond})
+	defer w.Close()
+	expect(t, w,
+		reader.Event{Kind: reader.ServiceUp},
+		reader.Event{Kind: reader.ReaderAdded, Reader: old[0]},
+		reader.Event{Kind: reader.ReaderAdded, Reader: old[1]},
+		reader.Event{Kind: reader.CardInserted, Reader: old[0]})
+	if err := p.RestartAs("Reader After"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w,
+		reader.Event{Kind: reader.CardRemoved, Reader: old[0]},
+		reader.Event{Kind: reader.ReaderRemoved, Reader: old[0]},
+		reader.Event{Kind: reader.ReaderRemoved, Reader: old[1]},
+		reader.Event{Kind: reader.ServiceDown},
+		reader.Event{Kind: reader.ServiceUp},
+		reader.Event{Kind: reader.ReaderAdded, Reader: p.Readers[0]},
+		reader.Event{Kind: reader.ReaderAdded, Reader: p.Readers[1]},
+		reader.Event{Kind: reader.CardInserted, Reader: p.Readers[0], ATR: testcard.ATRT1})
+	rs := w.Readers()
+	if len(rs) != 2 || rs[0].Name != "Reader After 00 00" || !rs[0].CardPresent {
+		t.Fatalf("Readers() = %+v", rs)
+	}
+}

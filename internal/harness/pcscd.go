@@ -314,6 +314,22 @@ func (p *PCSCD) Restart() error {
 	return p.start(context.Background())
 }
 
+// RestartAs stops the daemon if it runs (SIGKILL) and starts it again with
+// the same socket and ports but the vpcd reader named friendlyName, so that
+// the readers of the first run are gone and new ones are there (Readers is
+// updated). pcscd 1.9.9 as Debian builds it (libudev hotplug) cannot add or
+// remove a reader.conf reader while it runs, so this is the way to change
+// the set of readers without USB.
+func (p *PCSCD) RestartAs(friendlyName string) error {
+	p.Kill()
+	p.opts.FriendlyName = friendlyName
+	p.Readers = [2]string{friendlyName + " 00 00", friendlyName + " 00 01"}
+	if err := p.writeConf(); err != nil {
+		return err
+	}
+	return p.start(context.Background())
+}
+
 // Close stops the daemon and removes its directories. An in-process daemon
 // leaves the socket directory's path to the next one. Close is idempotent.
 func (p *PCSCD) Close() error {

@@ -66,6 +66,18 @@ func TestPCSCDPrivate(t *testing.T) {
 	}
 }
 
+func TestPCSCDRestartAs(t *testing.T) {
+	p := StartPCSCD(t, PCSCDOptions{FriendlyName: "Before"})
+	ports := p.Ports
+	if err := p.RestartAs("After"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := listReaders(t, p)
+	if err != nil || !strings.Contains(out, "After 00 00") || strings.Contains(out, "Before") || p.Ports != ports || p.Readers[1] != "After 00 01" {
+		t.Fatalf("after RestartAs: %v, readers %q, ports %v\n%s", err, p.Readers, p.Ports, out)
+	}
+}
+
 // TestPCSCDTwoAtOnce checks that two private daemons do not see each other.
 func TestPCSCDTwoAtOnce(t *testing.T) {
 	a := StartPCSCD(t, PCSCDOptions{FriendlyName: "Daemon A"})
