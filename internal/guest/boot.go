@@ -52,8 +52,9 @@ type BootOptions struct {
 	QEMU string
 	// MemoryMiB is the guest's memory; 0 means 256.
 	MemoryMiB int
-	// Console, when set, receives a copy of the serial console as it
-	// arrives.
+	// Console, when set, receives a copy of the serial console, a line at
+	// a time as it arrives, from the VM's reader goroutine (until Close
+	// returns). A slow writer slows the guest's console.
 	Console io.Writer
 	// Logger receives debug messages (the QEMU command without the
 	// parameters' values). Nil means none.
