@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -228,8 +229,10 @@ func (c *Card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 		if p := c.Protocol(); p != T0 && p != T1 {
 			return fmt.Errorf("reader: no transmission protocol in use (%v)", p)
 		}
-		var err error
-		resp, err = c.card.Transmit(cmd)
+		r, err := c.card.Transmit(cmd)
+		// ebfe/scard receives into a new 65548-byte buffer: copy the
+		// response out so that it does not pin 64 KiB.
+		resp = bytes.Clone(r)
 		return wrapScard("SCardTransmit", err)
 	})
 	if err == nil {
