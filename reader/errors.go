@@ -119,6 +119,8 @@ func CodeName(code uint32) string {
 	return fmt.Sprintf("0x%08X", code)
 }
 
+// Error names the condition (when the code stands for one), the call and
+// the code.
 func (e *PCSCError) Error() string {
 	if s := e.condition(); s != nil {
 		return fmt.Sprintf("%v (%s: %s)", s, e.Op, CodeName(e.Code))
@@ -185,6 +187,7 @@ type NotFoundError struct {
 	Present []string
 }
 
+// Error says what was wanted and which readers there are.
 func (e *NotFoundError) Error() string {
 	if len(e.Present) == 0 {
 		return fmt.Sprintf("reader: %s not found; no readers present (is the reader plugged in?)", e.Wanted)
@@ -201,6 +204,7 @@ type AmbiguousError struct {
 	Matches []string
 }
 
+// Error lists the readers the query matched.
 func (e *AmbiguousError) Error() string {
 	return fmt.Sprintf("reader: %q matches %d readers: %s; give more of the name", e.Query, len(e.Matches), strings.Join(e.Matches, ", "))
 }
@@ -220,6 +224,7 @@ type ResetError struct {
 	Cause error
 }
 
+// Error says what happened to the card and gives its ATR now.
 func (e *ResetError) Error() string {
 	what := "reset"
 	if e.Replaced {

@@ -13,6 +13,7 @@ const (
 	Any          = T0 | T1 // let the reader and card choose
 )
 
+// String returns the protocols as "T=0", "T=1", "T=0|T=1" or "none".
 func (p Protocol) String() string {
 	var parts []string
 	if p&T0 != 0 {

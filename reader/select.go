@@ -72,6 +72,7 @@ func ParseSelector(s string) Selector {
 	return Selector{kind: selAuto, text: s}
 }
 
+// String describes the selection as error messages name it.
 func (s Selector) String() string {
 	switch s.kind {
 	case selExact:

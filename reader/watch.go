@@ -36,6 +36,7 @@ const (
 
 var kindNames = [...]string{"", "service up", "service down", "reader added", "reader removed", "card inserted", "card removed"}
 
+// String returns the kind in words ("card inserted").
 func (k EventKind) String() string {
 	if k <= 0 || int(k) >= len(kindNames) {
 		return fmt.Sprintf("EventKind(%d)", int(k))
@@ -51,6 +52,7 @@ type Event struct {
 	Err    error  // ServiceDown
 }
 
+// String describes the event for logs.
 func (e Event) String() string {
 	switch e.Kind {
 	case ServiceUp:

@@ -82,7 +82,7 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Card, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(discard{})
+		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Card{addr: addr, cfg: cfg, log: log, done: make(chan struct{})}
 	var first net.Conn

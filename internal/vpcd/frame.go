@@ -116,6 +116,7 @@ const (
 
 var kindNames = [...]string{"empty", "power off", "power on", "reset", "get ATR", "unknown control", "APDU"}
 
+// String returns the kind in words ("get ATR").
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
 		return fmt.Sprintf("Kind(%d)", int(k))

@@ -41,7 +41,7 @@ var ErrHandler = errors.New("vpcd: handler failed")
 // io.EOF when the driver closed the connection between frames, and otherwise
 // an error describing what failed.
 func Serve(ctx context.Context, conn net.Conn, h Handler) error {
-	return serve(ctx, conn, h, slog.New(discard{}), nil)
+	return serve(ctx, conn, h, slog.New(slog.DiscardHandler), nil)
 }
 
 // errRemoved ends a session whose card was taken out with Card.Remove.
@@ -117,11 +117,3 @@ func serve(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, remo
 		}
 	}
 }
-
-// discard is a slog.Handler that drops every record.
-type discard struct{}
-
-func (discard) Enabled(context.Context, slog.Level) bool  { return false }
-func (discard) Handle(context.Context, slog.Record) error { return nil }
-func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discard) WithGroup(string) slog.Handler           { return d }
