@@ -16,8 +16,10 @@ import (
 	"github.com/vscardkit/vscardkit/certsrc"
 	"github.com/vscardkit/vscardkit/internal/bridge"
 	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/pcscsource"
 	"github.com/vscardkit/vscardkit/internal/piv"
 	"github.com/vscardkit/vscardkit/internal/softstore"
+	"github.com/vscardkit/vscardkit/reader"
 )
 
 // openCard builds the card source that --card names. The returned function
@@ -26,6 +28,9 @@ func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Write
 	kind, arg, _ := strings.Cut(o.card, ":")
 	if kind != "pkcs11" && len(o.slots) > 0 {
 		return nil, nil, cli.Usagef("--slot applies to --card pkcs11:...")
+	}
+	if kind != "pcsc" && o.shared {
+		return nil, nil, cli.Usagef("--shared applies to --card pcsc")
 	}
 	if kind != "soft" && o.pinFile != "" {
 		return nil, nil, cli.Usagef("--pin-file applies to --card soft (a token's PIN comes from the guest)")
@@ -189,5 +194,11 @@ func pivSource(st piv.Store, o *options, defaultName string, log *slog.Logger) (
 }
 
 func openPCSC(o *options, arg string, log *slog.Logger) (bridge.Source, func(), error) {
-	return nil, nil, fmt.Errorf("pcsc: not wired yet")
+	src := pcscsource.New(pcscsource.Config{
+		Selector: reader.ParseSelector(arg),
+		Shared:   o.shared,
+		Name:     o.readerName,
+		Logger:   log,
+	})
+	return src, func() {}, nil
 }

@@ -162,14 +162,15 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / hz
 }
 
-// idleCPU checks that p uses next to no CPU while it waits for a host: a
-// busy loop would use a whole core. It returns the CPU time used in d.
+// idleCPU checks that p uses next to no CPU while it waits (for a host, for
+// pcscd): a busy loop would use a whole core. It returns the CPU time used
+// in d.
 func idleCPU(t *testing.T, p *harness.Process, d time.Duration) time.Duration {
 	t.Helper()
 	before := cpuTime(t, p.PID())
 	time.Sleep(d)
 	used := cpuTime(t, p.PID()) - before
-	t.Logf("CPU used while waiting %v for the host: %v", d, used)
+	t.Logf("CPU used while waiting %v: %v", d, used)
 	if used > d/10 {
 		t.Errorf("vscclient-go used %v of CPU in %v while waiting: a busy loop?", used, d)
 	}

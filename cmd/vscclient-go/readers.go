@@ -2,9 +2,110 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"strings"
+
+	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/reader"
 )
 
+const readersUsage = `Usage: vscclient-go readers [--json]
+
+Lists the PC/SC readers of this host, with the card in each: its ATR and the
+protocols it offers. The index, a name or part of one go to --card pcsc:NAME.
+
+Examples:
+  vscclient-go readers
+  vscclient-go readers --json | jq '.[] | select(.card) | .name'
+
+Flags:
+`
+
+type readerJSON struct {
+	Index     int      `json:"index"`
+	Name      string   `json:"name"`
+	Card      bool     `json:"card"`
+	ATR       string   `json:"atr,omitempty"`
+	Protocols []string `json:"protocols,omitempty"`
+	Mute      bool     `json:"mute,omitempty"`
+	InUse     bool     `json:"in_use,omitempty"`
+	Exclusive bool     `json:"exclusive,omitempty"`
+}
+
 func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(prog+" readers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, readersUsage)
+		cli.PrintFlags(stderr, fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return cli.Failed{Code: cli.ExitUsage}
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("readers takes no arguments")
+	}
+	readers, err := reader.List(ctx)
+	if err != nil {
+		if errors.Is(err, reader.ErrNoService) {
+			return cli.WithHint(err, "start it (systemctl start pcscd.socket, or pcscd as root)")
+		}
+		return err
+	}
+	var out []readerJSON
+	for i, r := range readers {
+		j := readerJSON{Index: i, Name: r.Name, Card: r.CardPresent, Mute: r.Mute, InUse: r.InUse, Exclusive: r.Exclusive}
+		if r.CardPresent {
+			j.ATR = fmt.Sprintf("%X", r.ATR)
+			j.Protocols = protocols(r.Protocols)
+		}
+		out = append(out, j)
+	}
+	if *asJSON {
+		if out == nil {
+			out = []readerJSON{}
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+		return nil
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(stdout, "no readers")
+		return nil
+	}
+	for _, r := range out {
+		state := "empty"
+		switch {
+		case r.Mute:
+			state = "card (mute)"
+		case r.Card:
+			state = fmt.Sprintf("card  ATR %s  %s", r.ATR, strings.Join(r.Protocols, ","))
+		}
+		if r.Exclusive {
+			state += "  (held exclusively by another program)"
+		} else if r.InUse {
+			state += "  (in use)"
+		}
+		fmt.Fprintf(stdout, "%d  %s  %s\n", r.Index, r.Name, state)
+	}
 	return nil
+}
+
+func protocols(p reader.Protocol) []string {
+	var out []string
+	if p&reader.T0 != 0 {
+		out = append(out, "T=0")
+	}
+	if p&reader.T1 != 0 {
+		out = append(out, "T=1")
+	}
+	return out
 }
