@@ -280,7 +280,14 @@ func (w *Watcher) run() {
 // (it returns the error that showed it) or the watcher stops (nil). reached
 // reports whether the service answered at all.
 func (w *Watcher) session(sc statusContext) (reached bool, err error) {
+	idle := 0 // consecutive returns that reported no change
 	for {
+		// pcsc-lite returns only when something changed; should it ever
+		// return without a change again and again, pace the loop rather
+		// than spin.
+		if idle > 2 && !w.sleep(w.min) {
+			return reached, nil
+		}
 		names, err := sc.listReaders()
 		if err != nil {
 			return reached, err
@@ -313,10 +320,17 @@ func (w *Watcher) session(sc statusContext) (reached bool, err error) {
 			if errors.As(err, &pe) {
 				switch pe.Code {
 				case codeCancelled, codeTimeout, codeUnknownReader:
+					idle++
 					continue // list again
 				}
 			}
 			return reached, err
+		}
+		idle++
+		for _, st := range states {
+			if st.event&stateChanged != 0 {
+				idle = 0
+			}
 		}
 		for _, st := range states[1:] {
 			w.apply(st)
