@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -81,12 +79,7 @@ type options struct {
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		cli.PrintFlags(stderr, fs)
-	}
+	fs := cli.FlagSet(prog, usage, stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:2001", "`address` to listen on: HOST:PORT ([IPv6]:PORT) or unix:PATH")
 	fs.BoolVar(&o.once, "once", false, "exit when the first client leaves")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
@@ -95,21 +88,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --script: give up after this `duration` (0: wait for the card forever)")
 	fs.StringVar(&o.vpcd, "vpcd", "", "connect to vsmartcard's vpcd driver at `HOST:PORT` and present the client's card to the local pcscd")
 	fs.BoolVar(&o.nodelay, "nodelay", false, "set TCP_NODELAY, as QEMU's chardev option nodelay=on (libvirt does not set it)")
-	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "show the data of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER (PINs!) in events")
+	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "show PINs (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER) and decrypted secrets in events")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's private key `file` (PEM)")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "require client certificates signed by the CA in `file` (as QEMU's verify-peer=on)")
-	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, cli.Failed{Code: cli.ExitOK}
-		}
-		return nil, cli.Failed{Code: cli.ExitUsage}
-	}
-	if *version {
-		fmt.Fprintln(stderr, prog, cli.Version())
-		return nil, cli.Failed{Code: cli.ExitOK}
+	if err := cli.Parse(fs, args); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, cli.Usagef("unexpected argument %q", fs.Arg(0))

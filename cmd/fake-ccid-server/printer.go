@@ -96,6 +96,14 @@ func (p *printer) event(e vscard.Event) {
 	fmt.Fprintln(p.w, b.String())
 }
 
+// response formats the whole response to the last command, redacted as the
+// command's events were.
+func (p *printer) response(resp []byte) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.redact.Response(resp)
+}
+
 // line prints a free-form line (script progress) in the same stream.
 func (p *printer) line(kind string, kv ...any) {
 	p.mu.Lock()

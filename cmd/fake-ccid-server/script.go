@@ -118,7 +118,7 @@ func (s *script) run(ctx context.Context, srv *vscardtest.Server, cardIn <-chan 
 			status = "MISMATCH expected " + st.expect
 			failed++
 		}
-		out.line("script", "step", i+1, "line", st.line, "sw", sw.String(), "result", status, "response", out.redact.Response(resp))
+		out.line("script", "step", i+1, "line", st.line, "sw", sw.String(), "result", status, "response", out.response(resp))
 	}
 	out.line("script-done", "steps", len(s.steps), "failed", failed)
 	if failed > 0 {

@@ -111,7 +111,10 @@ func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 	if err != nil {
 		return nil, cli.WithHint(err, "e.g. --card 'pkcs11:token=alice?module-path=/usr/lib/softhsm/libsofthsm2.so' (quote it for the shell)")
 	}
-	cfg := certsrc.Config{Logger: log}
+	// PINRetries -1: the token's own count (PKCS#11 has none) is left to the
+	// PIN guard, which knows how many wrong PINs it allows; certsrc still
+	// reports the token's final-try and locked flags.
+	cfg := certsrc.Config{Logger: log, PINRetries: -1}
 	for _, s := range o.slots {
 		slot, sel, err := certsrc.ParseSlotMapping(s)
 		if err != nil {

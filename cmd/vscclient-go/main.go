@@ -8,8 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -120,12 +118,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		cli.PrintFlags(stderr, fs)
-	}
+	fs := cli.FlagSet(prog, usage, stderr)
 	fs.StringVar(&o.connect, "connect", "", "the chardev to connect to: tcp://HOST:PORT, tcp://[IPv6]:PORT, unix:PATH or tls://HOST:PORT (or give HOST PORT)")
 	fs.StringVar(&o.card, "card", "pcsc", "the `card` to give the guest: pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
 	fs.BoolVar(&o.shared, "shared", false, "open the PC/SC card in shared mode (default: exclusive, since the guest owns the card's state)")
@@ -140,19 +133,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "with tls://: the `name` the server certificate must carry (default: the host in --connect)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines")
-	fs.BoolVar(&o.apduTrace, "apdu-trace", false, "log every APDU and its response (the data of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER is redacted)")
-	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "with --apdu-trace: do not redact PINs (never on a shared machine)")
+	fs.BoolVar(&o.apduTrace, "apdu-trace", false, "log every APDU and its response (PINs, and the answers to decryption and key agreement, are redacted)")
+	fs.BoolVar(&o.traceSecrets, "trace-secrets", false, "with --apdu-trace: do not redact PINs and decrypted secrets (never on a shared machine)")
 	fs.DurationVar(&o.maxBackoff, "max-backoff", time.Second, "the longest wait between reconnection attempts")
-	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, cli.Failed{Code: cli.ExitOK}
-		}
-		return nil, cli.Failed{Code: cli.ExitUsage}
-	}
-	if *version {
-		fmt.Fprintln(stderr, prog, cli.Version())
-		return nil, cli.Failed{Code: cli.ExitOK}
+	if err := cli.Parse(fs, args); err != nil {
+		return nil, err
 	}
 	switch {
 	case fs.NArg() == 2 && o.connect == "":

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -37,18 +36,10 @@ type readerJSON struct {
 }
 
 func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(prog+" readers", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.FlagSet(prog+" readers", readersUsage, stderr)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, readersUsage)
-		cli.PrintFlags(stderr, fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return cli.Failed{Code: cli.ExitUsage}
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("readers takes no arguments")

@@ -147,6 +147,27 @@ func TestRedactor(t *testing.T) {
 			t.Errorf("Command(%s) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
+	// Answers to GENERAL AUTHENTICATE (a decrypted key, a shared secret)
+	// and their GET RESPONSE continuations are redacted; others are not.
+	r = Redactor{}
+	for _, tc := range []struct{ cmd, resp, want string }{
+		{"00CB3FFF055C035FC105", "5301AA9000", "5301AA9000"},
+		{"0087079D04" + "7C028100", "7C0482024242" + "6104", "<redacted 6 bytes>6104"},
+		{"00C0000004", "DEADBEEF9000", "<redacted 4 bytes>9000"},
+		{"00C0000000", "6985", "6985"},
+		{"0087119A04" + "7C028200", "6A80", "6A80"},
+		{"00A4040005A000000308", "9000", "9000"},
+		// a signature with 9A stays visible
+		{"0087119A0A" + "7C08820081043132333400", "7C0482023045" + "9000", "7C04820230459000"},
+		// ECDH (tag 85) on 9D, chained: the answer is hidden
+		{"1087119D04" + "7C088500", "9000", "9000"},
+		{"0087119D04" + "01020304", "7C0482021111" + "9000", "<redacted 6 bytes>9000"},
+	} {
+		r.Command(h(tc.cmd))
+		if got := r.Response(h(tc.resp)); got != tc.want {
+			t.Errorf("Response(%s) after %s = %s, want %s", tc.resp, tc.cmd, got, tc.want)
+		}
+	}
 	show := Redactor{ShowSecrets: true}
 	if got := show.Command(h("0020008008" + pin)); got != "0020008008"+pin {
 		t.Errorf("ShowSecrets: %s", got)

@@ -1,6 +1,7 @@
 package apdu
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -24,21 +25,55 @@ func IsSecret(ins byte) bool {
 	return false
 }
 
+// INSGeneralAuthenticate is GENERAL AUTHENTICATE (PIV), whose answers can
+// be secrets: an RSA decryption (an unwrapped key) or an ECDH shared secret.
+const INSGeneralAuthenticate = 0x87
+
+// secretGA reports whether the answer to a GENERAL AUTHENTICATE piece may be
+// a secret: one for the key management key (9D) or a retired key-management
+// key (82-95), or one whose data may hold an ECDH ephemeral point (tag 85).
+// Signatures with 9A, 9C and 9E stay visible. A false positive only hides
+// more.
+func secretGA(cmd []byte) bool {
+	p2 := cmd[3]
+	return p2 == 0x9D || p2 >= 0x82 && p2 <= 0x95 || bytes.IndexByte(cmd[4:], 0x85) >= 0
+}
+
 // Redactor formats command and response APDUs for logs and traces, hiding
 // the data of commands that carry secrets (VERIFY, CHANGE REFERENCE DATA,
 // RESET RETRY COUNTER, key import) and of every piece of a chained command
-// that started as one. It keeps the header and the length so a trace still
-// shows what happened. The zero value redacts. A Redactor follows one
-// card's command stream and is not safe for concurrent use.
+// that started as one, and the data of answers that can be secrets (a
+// decryption or key agreement by GENERAL AUTHENTICATE, and the GET RESPONSE
+// pieces that continue it). It
+// keeps the header, the lengths and the status words so a trace still shows
+// what happened. The zero value redacts. A Redactor follows one card's
+// command stream (Command, then Response, in turn) and is not safe for
+// concurrent use.
 type Redactor struct {
 	// ShowSecrets turns redaction off (for --trace-secrets).
 	ShowSecrets bool
 
 	inSecretChain bool
+	gaChain       bool // a chained GENERAL AUTHENTICATE asks for a secret
+	secretAnswer  bool // the last command's answer may be a secret
+	inSecretReply bool // a secret answer continues with GET RESPONSE
 }
 
 // Command formats cmd as hex, redacting secret data.
 func (r *Redactor) Command(cmd []byte) string {
+	r.secretAnswer = false
+	if len(cmd) >= 4 {
+		switch {
+		case cmd[1] == INSGeneralAuthenticate:
+			r.secretAnswer = r.gaChain || secretGA(cmd)
+			r.gaChain = r.secretAnswer && cmd[0]&0x10 != 0
+		case cmd[1] == INSGetResponse:
+			r.secretAnswer = r.inSecretReply
+		}
+		if cmd[1] != INSGeneralAuthenticate {
+			r.gaChain = false
+		}
+	}
 	secret := r.inSecretChain
 	if len(cmd) >= 4 {
 		secret = secret || IsSecret(cmd[1])
@@ -62,8 +97,13 @@ func (r *Redactor) Command(cmd []byte) string {
 	return fmt.Sprintf("%X<redacted %d bytes>", cmd[:hdrLen], len(c.Data))
 }
 
-// Response formats resp as hex. Responses carry no secrets the card did not
-// mean to give, so they are shown whole.
+// Response formats resp, the answer to the last command given to Command,
+// as hex, redacting its data when it may be a secret.
 func (r *Redactor) Response(resp []byte) string {
+	secret := r.secretAnswer
+	r.inSecretReply = secret && len(resp) >= 2 && resp[len(resp)-2] == SWBytesRemaining.SW1()
+	if secret && !r.ShowSecrets && len(resp) > 2 {
+		return fmt.Sprintf("<redacted %d bytes>%X", len(resp)-2, resp[len(resp)-2:])
+	}
 	return strings.ToUpper(hex.EncodeToString(resp))
 }

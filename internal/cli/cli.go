@@ -152,3 +152,33 @@ func PrintFlags(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintln(w)
 	})
 }
+
+// FlagSet returns a flag set for prog whose --help prints usage (the text
+// before the flag list) and then the flags, to stderr.
+func FlagSet(prog, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		PrintFlags(stderr, fs)
+	}
+	return fs
+}
+
+// Parse parses args with fs, adding a --version flag. --help and --version
+// print what they print and return Failed{ExitOK}; a bad flag (already
+// reported by fs) returns Failed{ExitUsage}.
+func Parse(fs *flag.FlagSet, args []string) error {
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Failed{Code: ExitOK}
+		}
+		return Failed{Code: ExitUsage}
+	}
+	if *version {
+		fmt.Fprintln(fs.Output(), fs.Name(), Version())
+		return Failed{Code: ExitOK}
+	}
+	return nil
+}

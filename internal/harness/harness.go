@@ -261,3 +261,31 @@ func (b *logBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// daemon is a peer a test starts and must close: pcscd, libvirtd.
+type daemon interface {
+	Output() string
+	Close() error
+}
+
+// startDaemon finishes a StartXxx: it reports a *MissingPeerError as a
+// missing peer, fails t on other errors, and registers the cleanup that
+// closes d (logging its output when t failed).
+func startDaemon[D daemon](t testing.TB, name string, d D, err error) D {
+	t.Helper()
+	if err != nil {
+		if me := (*MissingPeerError)(nil); errors.As(err, &me) {
+			Missing(t, me.Peer, me.Err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- %s output:\n%s", name, d.Output())
+		}
+		if err := d.Close(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return d
+}

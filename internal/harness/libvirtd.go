@@ -118,21 +118,7 @@ type Libvirtd struct {
 func StartLibvirtd(t testing.TB, opts LibvirtdOptions) *Libvirtd {
 	t.Helper()
 	l, err := NewLibvirtd(context.Background(), opts)
-	if err != nil {
-		if me := (*MissingPeerError)(nil); errors.As(err, &me) {
-			Missing(t, me.Peer, me.Err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- libvirtd output:\n%s", l.Output())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return l
+	return startDaemon(t, "libvirtd", l, err)
 }
 
 // NewLibvirtd starts a private libvirtd and waits until it answers. The

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vscardkit/vscardkit/internal/procnet"
 )
 
 // A private pcscd with vsmartcard's vpcd reader.
@@ -109,21 +110,7 @@ type PCSCD struct {
 func StartPCSCD(t testing.TB, opts PCSCDOptions) *PCSCD {
 	t.Helper()
 	p, err := NewPCSCD(context.Background(), opts)
-	if err != nil {
-		if me := (*MissingPeerError)(nil); errors.As(err, &me) {
-			Missing(t, me.Peer, me.Err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- pcscd output:\n%s", p.Output())
-		}
-		if err := p.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return p
+	return startDaemon(t, "pcscd", p, err)
 }
 
 // NewPCSCD starts a private pcscd and waits until it is ready. The caller
@@ -469,22 +456,14 @@ func listeningBy(pid, port int) (bool, error) {
 			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
 	}
-	want := fmt.Sprintf(":%04X", port)
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
+	listening, err := procnet.ListeningInodes(port)
+	if err != nil {
+		return false, err
+	}
+	for _, ino := range listening {
+		if inodes[ino] {
+			return true, nil
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fields := strings.Fields(sc.Text())
-			if len(fields) > 9 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" && inodes[fields[9]] {
-				fh.Close()
-				return true, nil
-			}
-		}
-		fh.Close()
 	}
 	return false, nil
 }

@@ -23,7 +23,16 @@ func Listening(addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("procnet: bad port in %q", addr)
 	}
+	inodes, err := ListeningInodes(port)
+	return len(inodes) > 0, err
+}
+
+// ListeningInodes returns the inodes of the TCP sockets (IPv4 and IPv6)
+// listening on port, from /proc/net/tcp and /proc/net/tcp6; a process's
+// /proc/PID/fd links name the same inodes ("socket:[INODE]").
+func ListeningInodes(port int) ([]string, error) {
 	want := fmt.Sprintf(":%04X", port)
+	var inodes []string
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -31,14 +40,13 @@ func Listening(addr string) (bool, error) {
 		}
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
 			fields := strings.Fields(sc.Text())
-			// sl local_address rem_address st ...; st 0A is LISTEN.
-			if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
-				fh.Close()
-				return true, nil
+			if len(fields) > 9 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
+				inodes = append(inodes, fields[9])
 			}
 		}
 		fh.Close()
 	}
-	return false, nil
+	return inodes, nil
 }
