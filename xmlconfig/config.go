@@ -116,6 +116,16 @@ type Config struct {
 	// which must then be a specific address (not 0.0.0.0 or ::). With
 	// TLS it must be a name the server certificate holds.
 	ClientHost string
+	// LibvirtChardev makes QEMUArgs write a TCP chardev exactly as
+	// libvirt 9 writes it, without nodelay=on: the chardev every libvirt
+	// user gets, on which QEMU's two writes per message meet Nagle's
+	// algorithm unless the client copes (see package vscard). Set it to
+	// reproduce a libvirt VM with plain QEMU, as vscardkit's end-to-end
+	// tests do; leave it false when running QEMU without libvirt. With
+	// Controller.USBPort set as well, QEMUArgs' usb-ccid, chardev and
+	// ccid-card-passthru options are libvirt's, key for key. The XML forms
+	// ignore it: libvirt's <smartcard> has no nodelay setting.
+	LibvirtChardev bool
 
 	// Certificates are the three NSS certificate nicknames of a
 	// HostCertificates smartcard.

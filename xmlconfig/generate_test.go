@@ -142,6 +142,15 @@ func TestQEMUArgs(t *testing.T) {
 		{"controller port", Config{Port: 1, Controller: &CCIDController{USBPort: "1.2"}}, []string{
 			"-device usb-ccid bus=usb.0 id=ccid0 port=1.2",
 			"-chardev socket host=127.0.0.1 id=charsmartcard0 nodelay=on port=1 server=on wait=off", passthru}},
+		{"libvirt chardev", Config{Port: 2001, LibvirtChardev: true, Controller: &CCIDController{USBPort: "1"}}, []string{
+			"-device usb-ccid bus=usb.0 id=ccid0 port=1",
+			"-chardev socket host=127.0.0.1 id=charsmartcard0 port=2001 server=on wait=off", passthru}},
+		{"libvirt chardev tls", Config{Port: 2001, TLS: true, TLSDir: "/srv/pki", LibvirtChardev: true}, []string{ccid,
+			"-object tls-creds-x509 dir=/srv/pki endpoint=server id=objcharsmartcard0_tls0 verify-peer=on",
+			"-chardev socket host=127.0.0.1 id=charsmartcard0 port=2001 server=on tls-creds=objcharsmartcard0_tls0 wait=off",
+			passthru}},
+		{"libvirt chardev unix", Config{Transport: Unix, Path: "/run/sc.sock", LibvirtChardev: true}, []string{ccid,
+			"-chardev socket id=charsmartcard0 path=/run/sc.sock server=on wait=off", passthru}},
 		{"unix", Config{Transport: Unix, Path: "/run/a,b.sock"}, []string{ccid,
 			"-chardev socket id=charsmartcard0 path=/run/a,b.sock server=on wait=off", passthru}},
 		{"spicevmc", Config{Transport: SpiceVMC}, []string{ccid,

@@ -262,6 +262,48 @@ func TestLibvirtArgvMatchesQEMUArgs(t *testing.T) {
 	}
 }
 
+// TestLibvirtChardevIsLibvirts: with LibvirtChardev and the USB port
+// libvirt picks, QEMUArgs' smartcard options are libvirt's key for key,
+// with no documented difference left, so that a test can boot plain QEMU
+// with exactly the chardev a libvirt user gets.
+func TestLibvirtChardevIsLibvirts(t *testing.T) {
+	l := libvirtd.Get(t)
+	for name, c := range map[string]Config{
+		"tcp":     {Port: 2011, Controller: &CCIDController{USBPort: "1"}, LibvirtChardev: true},
+		"tcp-tls": {Port: 2012, TLS: true, TLSDir: tlsDir, Controller: &CCIDController{USBPort: "1"}, LibvirtChardev: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			doc, err := NewDomainXML("vsck-libvirt-chardev-"+name, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := smartcardOpts(libvirtArgv(t, l, doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			args, err := c.QEMUArgs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours, err := smartcardOpts(args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch := theirs["-chardev "+ChardevID]; ch.props["nodelay"] != "" {
+				t.Errorf("libvirt's chardev has nodelay: %s", ch)
+			}
+			if len(theirs) != len(ours) {
+				t.Errorf("libvirt makes %d smartcard options, QEMUArgs %d:\n%v\n%v", len(theirs), len(ours), theirs, ours)
+			}
+			for key, want := range theirs {
+				if got := ours[key]; got.String() != want.String() {
+					t.Errorf("QEMUArgs has\n  %s\nlibvirt has\n  %s", got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestLibvirtRefusesWhatXMLConfigRefuses: libvirt rejects the things
 // xmlconfig refuses to generate (a second smartcard, slot 1), so refusing
 // them is right.

@@ -36,7 +36,8 @@ const (
 // USB bus and port only when c.Controller sets one (libvirt always names the
 // port it picked, on its controller "usb"; a plain QEMU's bus has another
 // name), and a TCP chardev has nodelay=on (libvirt's has not, which costs
-// tens of milliseconds an APDU; see package vscard).
+// tens of milliseconds an APDU with a client that does nothing about it;
+// see package vscard) unless c.LibvirtChardev asks for libvirt's chardev.
 //
 // The VM needs a USB controller (-usb on the pc machine, or -device
 // qemu-xhci), and for SpiceVMC a -spice display.
@@ -68,7 +69,10 @@ func (c Config) QEMUArgs() ([]string, error) {
 		switch n.Transport {
 		case TCP:
 			kv := []string{"id", ChardevID, "host", n.Host, "port", strconv.Itoa(n.Port),
-				"server", "on", "wait", "off", "nodelay", "on"}
+				"server", "on", "wait", "off"}
+			if !n.LibvirtChardev {
+				kv = append(kv, "nodelay", "on")
+			}
 			if n.TLS {
 				args = append(args, "-object", opts("tls-creds-x509",
 					"id", TLSObjectID, "dir", n.TLSDir, "endpoint", "server", "verify-peer", "on"))
