@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -201,8 +202,8 @@ func (h *Host) ServeConn(ctx context.Context, nc net.Conn) error {
 	h.mu.Lock()
 	h.conn = nil
 	h.mu.Unlock()
-	if ctx.Err() != nil {
-		err = nil // the host itself hung up
+	if ctx.Err() != nil || errors.Is(err, io.EOF) {
+		err = nil // the host itself hung up, or the client left cleanly
 	}
 	h.emit(Event{Kind: EventDisconnected, Remote: remote, Err: err})
 	if ctx.Err() != nil {
