@@ -22,6 +22,15 @@ import (
 // DefaultQEMU is the QEMU binary Boot runs when BootOptions.QEMU is empty.
 const DefaultQEMU = "qemu-system-x86_64"
 
+// LibvirtUSBController is the -device argument of the USB controller
+// libvirt 9 gives a pc machine (`virsh domxml-to-native qemu-argv`): the
+// PIIX3 UHCI function of the south bridge, id usb, so its bus is usb.0.
+// libvirt writes it in JSON; here it has the same keys and values in the
+// key=value syntax, because QEMU 7.2 creates every key=value -device
+// before any JSON one, and a device that names bus usb.0 in key=value
+// syntax (xmlconfig's usb-ccid) must come after its controller.
+const LibvirtUSBController = "piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2"
+
 // maxCmdline is the x86 kernel's COMMAND_LINE_SIZE, terminating NUL
 // included.
 const maxCmdline = 2048
@@ -31,10 +40,10 @@ const maxConsole = 4 << 20
 
 // BootOptions configures Boot.
 type BootOptions struct {
-	// Scenario names what the guest's init runs: readers, apdu, latency,
-	// watch, piv, none or shell (see init.sh), or several of them separated
-	// by commas, run in order in one boot until one fails. Empty means
-	// none.
+	// Scenario names what the guest's init runs: wait_card, readers,
+	// apdu, latency, watch, piv, none or shell (see init.sh), or several
+	// of them separated by commas, run in order in one boot until one
+	// fails. Empty means none.
 	Scenario string
 	// Params are the scenario's parameters, passed on the kernel command
 	// line as vscard.KEY=VALUE. Keys are lower-case letters, digits and
@@ -48,6 +57,12 @@ type BootOptions struct {
 	// bus is usb-bus.0), for callers whose ExtraQEMUArgs bring their own
 	// controller as libvirt does (piix3-usb-uhci with id usb, bus usb.0).
 	NoDefaultUSB bool
+	// LibvirtUSB replaces -usb with the USB controller libvirt 9 gives a pc
+	// machine (LibvirtUSBController: piix3-usb-uhci with id usb, whose bus
+	// is usb.0), so that devices written with libvirt's bus names, such as
+	// xmlconfig's usb-ccid on a CCIDController USB port, plug in. It
+	// implies NoDefaultUSB.
+	LibvirtUSB bool
 	// QEMU is the binary to run; empty means DefaultQEMU from $PATH.
 	QEMU string
 	// MemoryMiB is the guest's memory; 0 means 256.
@@ -219,7 +234,10 @@ func (opts BootOptions) QEMUArgs(img Image) ([]string, error) {
 		"-initrd", img.Initramfs,
 		"-append", cmdline,
 	}
-	if !opts.NoDefaultUSB {
+	switch {
+	case opts.LibvirtUSB:
+		args = append(args, "-device", LibvirtUSBController)
+	case !opts.NoDefaultUSB:
 		// UHCI: usb-ccid is a full-speed device, EHCI alone does not work.
 		args = append(args, "-usb")
 	}

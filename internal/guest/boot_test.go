@@ -79,4 +79,11 @@ func TestQEMUArgs(t *testing.T) {
 	if slices.Contains(args, "-usb") || !slices.Contains(args, "512") {
 		t.Errorf("NoDefaultUSB/MemoryMiB ignored: %q", args)
 	}
+	args, err = BootOptions{LibvirtUSB: true, ExtraQEMUArgs: extra}.QEMUArgs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(args, "-usb") || !slices.Contains(args, LibvirtUSBController) || !slices.Equal(args[len(args)-2:], extra) {
+		t.Errorf("LibvirtUSB: %q, want libvirt's controller instead of -usb and the extra args last", args)
+	}
 }

@@ -111,6 +111,28 @@ atr_of() {
 	echo "$out" | grep -iE '^[0-9a-f]{2}(:[0-9a-f]{2})*$' | head -n 1 | hexstr
 }
 
+# Scenario wait_card: wait until a card is in the reader, for hosts whose
+# client may announce its card after the guest has booted (a scenario that
+# reads the card then runs next).
+# Parameters: vscard.reader=N (0), vscard.card_timeout=SEC (20).
+# Events: "card-present atr=HEX uptime_ms=MS". Results: wait_card_ms (how
+# long the scenario waited).
+scenario_wait_card() {
+	reader=${P_reader:-0}
+	start=$(uptime_ms)
+	deadline=$((start + ${P_card_timeout:-20} * 1000))
+	until atr=$(atr_of "$reader") && [ -n "$atr" ]; do
+		if [ "$(uptime_ms)" -gt $deadline ]; then
+			error "no card in reader $reader after ${P_card_timeout:-20}s"
+			return 1
+		fi
+		sleep 0.05
+	done
+	now=$(uptime_ms)
+	event card-present atr=$atr uptime_ms=$now
+	result wait_card_ms $((now - start))
+}
+
 # Scenario readers: the PC/SC readers and the card in each.
 # Results: readers=N, reader.I=NAME, card.I=present|absent,
 # atr.I=HEX.
@@ -306,8 +328,10 @@ watch_pcsc_scan() {
 # the 9A key), vscard.challenge=HEX (32 bytes, defaults to a fixed one).
 # Results: token_label (from pkcs11-tool -L), mechanisms (pkcs11-tool -M,
 # space-separated), objects=N (key and certificate objects visible before
-# login), keytype=rsa|ec, mechanism, challenge=HEX, sign_rc,
-# signature=HEX (RSA: the raw signature; ECDSA: r||s).
+# login), certs=N and cert.I="ID LABEL" (the certificate objects),
+# keytype=rsa|ec, mechanism, cert=HEX (the DER certificate with the key's
+# id, when there is one), challenge=HEX, sign_rc, signature=HEX (RSA: the
+# raw signature; ECDSA: r||s).
 # The PIN is passed to pkcs11-tool, never printed.
 scenario_piv() {
 	mod=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
@@ -325,6 +349,20 @@ scenario_piv() {
 	result mechanisms "$(sed -n 's/^  \([A-Z0-9-]*\).*/\1/p' /tmp/piv.mechs | tr '\n' ' ')"
 	pkcs11-tool --module $mod -O >/tmp/piv.objects 2>&1
 	result objects "$(grep -c 'Object;' /tmp/piv.objects)"
+	# Each certificate object's ID and label (pkcs11-tool prints its
+	# "label:" line before its "ID:" line).
+	awk '
+		/^Certificate Object;/ { c = 1; label = ""; next }
+		/^[^ ]/ { c = 0 }
+		c && $1 == "label:" { sub(/^ *label: */, ""); label = $0 }
+		c && $1 == "ID:" { print $2, label; c = 0 }
+	' /tmp/piv.objects >/tmp/piv.certs
+	n=0
+	while read -r line; do
+		result "cert.$n" "$line"
+		n=$((n + 1))
+	done </tmp/piv.certs
+	result certs $n
 	# The key type from the key object with our id: before login OpenSC
 	# shows PIV private keys as private objects, so only the public key.
 	keytype=$(awk -v id="$id" '
@@ -344,6 +382,10 @@ scenario_piv() {
 	*) error "unsupported key type"; return 1 ;;
 	esac
 	result mechanism $mech
+	if pkcs11-tool --module $mod --read-object --type cert --id "$id" \
+		--output-file /tmp/piv.cert >/dev/null 2>&1; then
+		result cert "$(od -An -v -tx1 /tmp/piv.cert | hexstr)"
+	fi
 	# The challenge's bytes, written with printf's octal escapes (awk
 	# cannot write NUL bytes).
 	: >/tmp/piv.challenge
