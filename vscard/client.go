@@ -91,8 +91,12 @@ type Client struct {
 	wtimeout time.Duration
 	hostInit Init
 
-	wmu sync.Mutex // serialises writes; taken before mu
-	w   *Writer
+	// wsem serialises writes (a one-slot semaphore rather than a mutex,
+	// so that a control message can give up waiting for a write stuck on
+	// a host that stopped reading); taken before mu.
+	wsem      chan struct{}
+	w         *Writer
+	wdeadline bool // a write deadline is set; guarded by wsem
 
 	mu           sync.Mutex
 	waiters      []chan reply // control messages awaiting the host's Error, in wire order
@@ -129,6 +133,7 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 		log:      cfg.logger(),
 		wtimeout: cfg.writeTimeout(),
 		w:        NewWriter(nc, 0),
+		wsem:     make(chan struct{}, 1),
 		cmds:     make(chan *Command, queue),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
@@ -160,7 +165,7 @@ func (c *Client) exchangeInit(r *Reader, caps []uint32) error {
 	if caps != nil {
 		in.Capabilities = caps
 	}
-	if err := c.write(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: in.Append(nil)}); err != nil {
+	if err := c.write(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: in.Append(nil)}, time.Time{}); err != nil {
 		return fmt.Errorf("vscard: sending Init: %w", err)
 	}
 	for {
@@ -194,26 +199,52 @@ func (c *Client) HostInit() Init { return c.hostInit }
 // RemoteAddr returns the host's address.
 func (c *Client) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// write sends m; the caller holds wmu or owns the connection alone.
-func (c *Client) write(m Message) error {
+// write sends m; the caller holds the write lock or owns the connection
+// alone. A non-zero deadline earlier than the write timeout bounds the write.
+func (c *Client) write(m Message, deadline time.Time) error {
 	if c.wtimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.wtimeout))
+		if d := time.Now().Add(c.wtimeout); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
+	}
+	if !deadline.IsZero() || c.wdeadline {
+		c.nc.SetWriteDeadline(deadline) // zero clears the last one
+		c.wdeadline = !deadline.IsZero()
 	}
 	return c.w.WriteMessage(m)
 }
 
-// send writes m under the write lock; a failed write ends the connection.
-func (c *Client) send(m Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.sendLocked(m)
+func (c *Client) lockWrite()   { c.wsem <- struct{}{} }
+func (c *Client) unlockWrite() { <-c.wsem }
+
+// lockWriteCtx takes the write lock unless ctx ends or the connection does
+// first.
+func (c *Client) lockWriteCtx(ctx context.Context) error {
+	select {
+	case c.wsem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closing:
+		return c.Err()
+	}
 }
 
-func (c *Client) sendLocked(m Message) error {
+// send writes m under the write lock; a failed write ends the connection.
+func (c *Client) send(m Message) error {
+	c.lockWrite()
+	defer c.unlockWrite()
+	return c.sendLocked(m, time.Time{})
+}
+
+// sendLocked writes m (by deadline, when not zero); the caller holds the
+// write lock. A failed write ends the connection: a message may be half
+// written.
+func (c *Client) sendLocked(m Message, deadline time.Time) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := c.write(m); err != nil {
+	if err := c.write(m, deadline); err != nil {
 		var tl *TooLargeError
 		if errors.As(err, &tl) {
 			return err // nothing was written; the connection is fine
@@ -228,18 +259,24 @@ func (c *Client) sendLocked(m Message) error {
 // request sends a control message and waits for the host's Error reply.
 func (c *Client) request(ctx context.Context, m Message) (ReaderID, error) {
 	ch := make(chan reply, 1)
-	c.wmu.Lock()
+	// Another goroutine's write may be stuck on a host that stopped
+	// reading (until the write timeout): wait for it only as long as ctx
+	// allows, and bound this write by ctx's deadline too.
+	if err := c.lockWriteCtx(ctx); err != nil {
+		return 0, fmt.Errorf("vscard: sending %v: %w", m.Type, err)
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		c.wmu.Unlock()
+		c.unlockWrite()
 		return 0, err
 	}
 	c.waiters = append(c.waiters, ch)
 	c.mu.Unlock()
-	err := c.sendLocked(m)
-	c.wmu.Unlock()
+	deadline, _ := ctx.Deadline()
+	err := c.sendLocked(m, deadline)
+	c.unlockWrite()
 	if err != nil {
 		return 0, err
 	}
@@ -393,7 +430,7 @@ func (c *Client) dispatch(m Message) bool {
 			return false
 		}
 	case MsgFlush:
-		c.wmu.Lock()
+		c.lockWrite()
 		c.mu.Lock()
 		now := c.outstanding == 0
 		if !now {
@@ -402,9 +439,9 @@ func (c *Client) dispatch(m Message) bool {
 		c.mu.Unlock()
 		var err error
 		if now {
-			err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: m.ReaderID})
+			err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: m.ReaderID}, time.Time{})
 		}
-		c.wmu.Unlock()
+		c.unlockWrite()
 		if err != nil {
 			return false
 		}
@@ -423,7 +460,7 @@ type Command struct {
 	APDU     []byte
 
 	c        *Client
-	answered bool // guarded by c.wmu
+	answered bool // guarded by the client's write lock
 }
 
 // Respond sends the card's response to the host.
@@ -439,12 +476,12 @@ func (cmd *Command) Fail(code ErrorCode) error {
 
 func (cmd *Command) answer(m Message) error {
 	c := cmd.c
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.lockWrite()
+	defer c.unlockWrite()
 	if cmd.answered {
 		return ErrAnswered
 	}
-	err := c.sendLocked(m)
+	err := c.sendLocked(m, time.Time{})
 	var tl *TooLargeError
 	if errors.As(err, &tl) {
 		return err // not answered: the caller may still Fail it
@@ -458,7 +495,7 @@ func (cmd *Command) answer(m Message) error {
 	}
 	c.mu.Unlock()
 	for ; err == nil && flushes > 0; flushes-- {
-		err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: cmd.ReaderID})
+		err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: cmd.ReaderID}, time.Time{})
 	}
 	return err
 }

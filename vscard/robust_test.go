@@ -1,0 +1,79 @@
+package vscard_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/leaktest"
+	"github.com/vscardkit/vscardkit/vscard"
+)
+
+// pipeHost runs the client side of the handshake over a net.Pipe, whose
+// writes block until the other end reads: the host end is returned to the
+// test, which reads and writes it with a Reader and a Writer.
+func pipeHost(t *testing.T, cfg *vscard.ClientConfig) (*vscard.Client, net.Conn, *vscard.Reader, *vscard.Writer) {
+	t.Helper()
+	cn, hn := net.Pipe()
+	r, w := vscard.NewReader(hn, 0), vscard.NewWriter(hn, 0)
+	done := make(chan error, 1)
+	go func() {
+		if _, err := r.ReadMessage(); err != nil {
+			done <- err
+			return
+		}
+		done <- w.WriteMessage(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)})
+	}()
+	c, err := vscard.NewClient(ctxT(t), cn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hn.Close(); c.Close() })
+	return c, hn, r, w
+}
+
+// A control message whose context ends while another write is stuck on a
+// host that stopped reading returns with the context's error: it does not
+// wait for the stuck write (which, here, has no timeout at all). This is
+// what lets a client leave within its own deadline.
+func TestControlHonoursContextWhileAWriteIsStuck(t *testing.T) {
+	leaktest.Check(t)
+	c, hn, _, w := pipeHost(t, &vscard.ClientConfig{WriteTimeout: -1})
+	if err := w.WriteMessage(vscard.Message{Type: vscard.MsgAPDU, Payload: []byte{0, 0xB0, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := <-c.Commands()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cmd.Respond([]byte{0x90, 0x00}) // blocks: the host reads nothing
+	}()
+	time.Sleep(50 * time.Millisecond) // most often, Respond now holds the write lock
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.RemoveCard(ctx, 0) }()
+	select {
+	case err := <-done:
+		// Waiting for the lock ends with ctx's error; a write of its
+		// own that the host does not read, with a write timeout.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("RemoveCard = %v, want a deadline exceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("RemoveCard still waits for the stuck write 10 s after its context ended")
+		hn.Close()
+		<-done
+	}
+	hn.Close()
+	c.Close()
+	wg.Wait()
+}
