@@ -104,6 +104,8 @@ type Client struct {
 	flushPending int          // Flush messages waiting for outstanding to reach 0
 	err          error        // why the connection ended; set once
 
+	anomalies int // messages from the host ignored so far; read loop only
+
 	cmds    chan *Command
 	closing chan struct{}
 	done    chan struct{}
@@ -404,7 +406,7 @@ func (c *Client) dispatch(m Message) bool {
 	case MsgError:
 		code, err := ParseError(m.Payload)
 		if err != nil {
-			c.log.Warn("vscard: ignoring malformed Error from host", "err", err)
+			c.anomaly("vscard: ignoring malformed Error from host", "err", err)
 			return true
 		}
 		c.mu.Lock()
@@ -448,9 +450,21 @@ func (c *Client) dispatch(m Message) bool {
 	case MsgInit:
 		c.log.Debug("vscard: ignoring repeated Init from host")
 	default:
-		c.log.Warn("vscard: ignoring unexpected message from host", "type", m.Type, "reader", m.ReaderID, "len", len(m.Payload))
+		c.anomaly("vscard: ignoring unexpected message from host", "type", m.Type, "reader", m.ReaderID, "len", len(m.Payload))
 	}
 	return true
+}
+
+// anomaly logs a message from the host that the client ignores: the first
+// of a connection at warn level, the others at debug level, so that a host
+// cannot flood the log. It runs on the read loop.
+func (c *Client) anomaly(msg string, args ...any) {
+	c.anomalies++
+	if c.anomalies == 1 {
+		c.log.Warn(msg, append(args, "note", "further ignored messages on this connection are logged at debug level")...)
+		return
+	}
+	c.log.Debug(msg, args...)
 }
 
 // Command is a command APDU the host sent (the guest's command). Answer it

@@ -3,6 +3,7 @@ package vscard_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -76,4 +77,54 @@ func TestControlHonoursContextWhileAWriteIsStuck(t *testing.T) {
 	hn.Close()
 	c.Close()
 	wg.Wait()
+}
+
+// countHandler counts log records by level.
+type countHandler struct {
+	mu     sync.Mutex
+	counts map[slog.Level]int
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[r.Level]++
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countHandler) count(l slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.counts[l]
+}
+
+// A host that floods messages the client does not expect gets one warning
+// in the client's log, not one per message: a peer must not be able to fill
+// the disk through the log.
+func TestUnexpectedMessagesWarnOnce(t *testing.T) {
+	leaktest.Check(t)
+	h := &countHandler{counts: map[slog.Level]int{}}
+	c, _, _, w := pipeHost(t, &vscard.ClientConfig{Logger: slog.New(h)})
+	for i := range 1000 {
+		m := vscard.Message{Type: vscard.MsgType(0x55), Payload: []byte{1, 2, 3}}
+		if i%2 == 1 {
+			m = vscard.Message{Type: vscard.MsgError, Payload: []byte{1}} // malformed
+		}
+		if err := w.WriteMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.WriteMessage(vscard.Message{Type: vscard.MsgAPDU, Payload: []byte{0, 0xB0, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Commands()
+	if n := h.count(slog.LevelWarn); n != 1 {
+		t.Errorf("%d warnings for 1000 unexpected messages, want 1", n)
+	}
+	if n := h.count(slog.LevelDebug); n < 999 {
+		t.Errorf("%d debug records for the 999 other unexpected messages", n)
+	}
 }
