@@ -34,8 +34,10 @@ type ClientConfig struct {
 	// 16.
 	CommandQueue int
 
-	// Logger receives protocol anomalies at debug and warn level. It never
-	// receives APDU contents. nil discards.
+	// Logger receives protocol anomalies at debug and warn level (the
+	// first ignored message of a connection at warn, the others at debug)
+	// and, from Dial, the TLS session at debug. It never receives APDU
+	// contents. nil discards.
 	Logger *slog.Logger
 }
 

@@ -3,8 +3,10 @@ package vscard
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +28,12 @@ type DialConfig struct {
 // Dial connects to a VSCard host at address on network ("tcp", "tcp4",
 // "tcp6" or "unix"), with TLS when cfg.TLS is set, and completes the
 // handshake. ctx bounds the dial and the handshake.
+//
+// With TLS, Dial logs the session (version, cipher suite, server) at debug
+// level to cfg.Logger. A TLS host that closes the connection before
+// answering Init gets an error that says why QEMU does that: it refused the
+// client's certificate (TLS 1.3 ends the client's handshake before the
+// server has checked it).
 //
 // On TCP, Dial sets TCP_QUICKACK after every read (Linux), so that QEMU,
 // which writes a message's header and payload separately, is not held back
@@ -56,9 +64,23 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 			nc.Close()
 			return nil, fmt.Errorf("vscard: TLS handshake with %s: %w", address, err)
 		}
+		st := tlsConn.ConnectionState()
+		server := ""
+		if len(st.PeerCertificates) > 0 {
+			server = st.PeerCertificates[0].Subject.String()
+		}
+		cfg.ClientConfig.logger().Debug("vscard: TLS session", "host", address,
+			"version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite), "server", server)
 		nc = tlsConn
 	}
-	return NewClient(ctx, nc, &cfg.ClientConfig)
+	c, err := NewClient(ctx, nc, &cfg.ClientConfig)
+	if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
+		// With TLS 1.3 the client's handshake is over before the server
+		// has checked the client's certificate: QEMU (GnuTLS, verify-peer=on)
+		// then closes the connection without an alert.
+		err = fmt.Errorf("%w (the host closed the TLS connection before answering: QEMU with verify-peer=on does that when it refuses the client certificate: none was given, or its CA is not the one QEMU trusts)", err)
+	}
+	return c, err
 }
 
 // withQuickAck wraps a TCP connection so that every read re-arms

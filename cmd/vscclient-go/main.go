@@ -174,7 +174,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dial := &vscard.DialConfig{}
+	// The connection's own records (TLS version, ignored messages) go to the
+	// same log; they never hold APDU contents.
+	dial := &vscard.DialConfig{ClientConfig: vscard.ClientConfig{Logger: log}}
 	if tgt.tls {
 		if dial.TLS, err = tlsconfig.Client(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName); err != nil {
 			return err

@@ -1,0 +1,108 @@
+package tls_test
+
+import (
+	"crypto/tls"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/harness"
+	"github.com/vscardkit/vscardkit/internal/tlscerts"
+	"github.com/vscardkit/vscardkit/vscard/vscardtest"
+)
+
+// fakeHost starts fake-ccid-server with TLS: the server credentials of srv
+// and, unless nil, client certificates required from the CA of clients.
+func fakeHost(t *testing.T, srv, clients *pki) (*harness.Process, string) {
+	t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
+	args := []string{"--listen", addr, "--log-level", "debug",
+		"--tls-cert", srv.file(tlscerts.ServerCertFile), "--tls-key", srv.file(tlscerts.ServerKeyFile)}
+	if clients != nil {
+		args = append(args, "--tls-ca", clients.file(tlscerts.CACertFile))
+	}
+	p := harness.Start(t, "fake-ccid-server", exec.Command(filepath.Join(harness.Commands(t), "fake-ccid-server"), args...))
+	harness.WaitFor(t, 10*time.Second, "fake-ccid-server listening", func() bool {
+		ok, err := harness.Listening(addr)
+		return err == nil && ok
+	})
+	return p, addr
+}
+
+// Both of our sides: fake-ccid-server --tls-cert/--tls-key/--tls-ca and
+// vscclient-go --connect tls://. The right client certificate gets the card
+// in over TLS 1.3; no certificate, one of another CA, a server certificate
+// of another CA and a wrong server name are refused, by the side that
+// should refuse, and both logs say why.
+func TestFakeHostTLS(t *testing.T) {
+	good, other := newPKI(t), newPKI(t)
+	t.Run("right client certificate", func(t *testing.T) {
+		host, addr := fakeHost(t, good, good)
+		p := client(t, tlsArgs(addr, good, good)...)
+		announced(t, p)
+		harness.WaitFor(t, 10*time.Second, "the card in fake-ccid-server's output", func() bool {
+			return strings.Contains(host.Output(), "card-inserted") || strings.Contains(host.Output(), "card inserted")
+		})
+		if !strings.Contains(p.Output(), `version="TLS 1.3"`) {
+			t.Errorf("no TLS 1.3 session in the client's log:\n%s", p.Output())
+		}
+	})
+	for _, tc := range []struct {
+		name          string
+		server, trust *pki // the server's credentials, the CA it requires of clients
+		args          func(addr string) []string
+		wantClient    string
+		wantHost      string // "" when the host sees no handshake fail
+	}{
+		{"no client certificate", good, good, func(a string) []string { return tlsArgs(a, good, nil) }, "certificate required", "client didn't provide a certificate"},
+		{"client certificate of another CA", good, good, func(a string) []string { return tlsArgs(a, good, other) }, "unknown certificate authority", "certificate signed by unknown authority"},
+		{"server certificate of another CA", other, good, func(a string) []string { return tlsArgs(a, good, good) }, "certificate signed by unknown authority", "bad certificate"},
+		{"wrong server name", good, good, func(a string) []string {
+			return append(tlsArgs(a, good, good), "--tls-server-name", "other.example")
+		}, "not other.example", "bad certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, addr := fakeHost(t, tc.server, tc.trust)
+			p := client(t, tc.args(addr)...)
+			reason := refused(t, p, tc.wantClient)
+			p.Stop()
+			t.Logf("client: %s", reason)
+			harness.WaitFor(t, 5*time.Second, "the host's TLS failure", func() bool {
+				return strings.Contains(host.Output(), "TLS handshake failed")
+			})
+			if strings.Contains(host.Output(), "card-inserted") || strings.Contains(host.Output(), "card inserted") {
+				t.Errorf("the host saw a card:\n%s", host.Output())
+			}
+			_, line, _ := strings.Cut(host.Output(), "TLS handshake failed")
+			line, _, _ = strings.Cut(line, "\n")
+			if !strings.Contains(line, tc.wantHost) {
+				t.Errorf("the host's log says %s, not %q", line, tc.wantHost)
+			}
+			t.Logf("host: %s", strings.TrimSpace(line))
+		})
+	}
+}
+
+// vscclient-go refuses a host that offers nothing newer than TLS 1.1.
+func TestClientRefusesOldTLS(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := p.set.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	srv := vscardtest.NewUnstartedServer()
+	srv.TLS = cfg
+	srv.Start()
+	defer srv.Close()
+	c := client(t, tlsArgs(srv.Addr(), p, p)...)
+	reason := refused(t, c, "protocol version not supported")
+	t.Logf("refused: %s", reason)
+	if st := srv.Host().State(); st.ReaderAdded {
+		t.Fatalf("the host has a reader: %+v", st)
+	}
+}
