@@ -400,7 +400,13 @@ func (b *Bridge) serveCommands(ctx context.Context, c *vscard.Client) {
 		start := time.Now()
 		resp, err := b.answer(ctx, st, &split, cmd.APDU)
 		if err != nil {
-			b.log.Warn("the card failed a command; answering Error", "err", err)
+			if ctx.Err() != nil {
+				// Leaving: the commands still queued fail together,
+				// which is not worth a warning each.
+				b.log.Debug("leaving; answering a queued command with Error", "err", err)
+			} else {
+				b.log.Warn("the card failed a command; answering Error", "err", err)
+			}
 			err = cmd.Fail(vscard.ErrCodeGeneral)
 			b.mu.Lock()
 			b.stats.CardErrors++
