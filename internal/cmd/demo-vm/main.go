@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -113,9 +114,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	fmt.Fprintln(out, "== the guest image (a Debian kernel, busybox, pcscd with libccid, OpenSC)")
-	img, err := guest.Build(ctx, guest.BuildOptions{})
+	fmt.Fprintln(out, "   (built once, the first time with the Debian kernel package that apt-get downloads; cached after)")
+	img, err := guest.Build(ctx, guest.BuildOptions{
+		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
-		return hinted{err, "the guest is built from the host's packages and the Debian kernel package: run make deps"}
+		return hinted{err, "the guest is built from the host's packages (make deps) and a Debian kernel package that apt-get downloads (apt-get update if apt has no lists)"}
 	}
 	how := "built"
 	if img.Cached {

@@ -119,11 +119,6 @@ func (f *floorClient) Close() error {
 	return nil
 }
 
-// floors are the floors' guest-us/apdu measured so far in this process,
-// by sub-benchmark name; the vscclient-go sub-benchmarks report their ratio
-// to the median of their floor.
-var floors = map[string][]float64{}
-
 // The SELECTs the guest times. selectNoData (P2 0C: no response data) is
 // answered with 90 00 alone by the PIV applet as by floorClient. selectFCI
 // is answered with the applet's 62-byte application property template and
@@ -136,26 +131,42 @@ const (
 	fciLen       = 62 // the template's length, without the status word
 )
 
+// pairs counts the floor/vscclient-go pairs measured in this process, to
+// alternate which goes first.
+var pairs int
+
 // BenchmarkGuestAPDULatency: what one APDU costs a real guest, timed by
-// the guest itself: each iteration boots the guest, which sends 200
+// the guest itself. A measurement boots the guest, which sends 200
 // SELECTs of the PIV application in ONE opensc-tool call and reports
-// (time of that call - time of a 1-APDU call) / 199 as guest-us/apdu.
+// (time of that call - time of a 1-APDU call) / 199. Each iteration
+// measures, in turn (the order alternating from pair to pair, so that a
+// change in the machine's load hits both alike):
 //
-//   - floor: the chardev with nodelay=on (xmlconfig's argv for users
-//     without libvirt) and floorClient, which answers 90 00: what QEMU,
-//     the guest's USB and PC/SC stack cost alone;
-//   - vscclient-go: libvirt's chardev (no nodelay) and vscclient-go --card
-//     soft, whose PIV applet answers the same SELECT (P2 0C) with 90 00;
-//     x-floor is its ratio to the median floor of the run;
-//   - floor-fci and vscclient-go-fci: the same with the SELECT that asks
-//     for the application property template, a response of two USB
-//     packets.
+//   - the floor: the chardev with nodelay=on (xmlconfig's argv for users
+//     without libvirt) and floorClient, which answers every APDU with the
+//     same bytes: what QEMU, the guest's USB and PC/SC stack cost alone;
+//   - vscclient-go: libvirt's chardev (no nodelay) and the built
+//     vscclient-go --card soft, whose PIV applet answers the SELECT.
 //
-// boot-ms is QEMU's start to the guest's reader being listed.
+// Metrics: floor-us/apdu and vscclient-go-us/apdu (means over the
+// iterations), x-floor (their ratio) and boot-ms (QEMU's start to the
+// guest's reader being listed). Sub-benchmarks: select (P2 0C, answered
+// 90 00 by both) and select-fci (the 62-byte template and 90 00, the floor
+// answering as many bytes).
 func BenchmarkGuestAPDULatency(b *testing.B) {
-	floor := func(resp []byte) func(*testing.B, xmlconfig.Config) func() {
-		return func(b *testing.B, c xmlconfig.Config) func() {
-			f, err := dialFloor(b.Context(), net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(c.Port)), resp)
+	soft := func(b *testing.B, c xmlconfig.Config) func() {
+		p := startClient(b, c, nil, "--card", "soft")
+		return func() { p.Stop() }
+	}
+	for _, v := range []struct {
+		name, apdu string
+		floorResp  []byte
+	}{
+		{"select", selectNoData, []byte{0x90, 0x00}},
+		{"select-fci", selectFCI, append(make([]byte, fciLen), 0x90, 0x00)},
+	} {
+		floor := func(b *testing.B, c xmlconfig.Config) func() {
+			f, err := dialFloor(b.Context(), net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(c.Port)), v.floorResp)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -165,83 +176,71 @@ func BenchmarkGuestAPDULatency(b *testing.B) {
 				}
 			}
 		}
-	}
-	soft := func(b *testing.B, c xmlconfig.Config) func() {
-		p := startClient(b, c, nil, "--card", "soft")
-		return func() { p.Stop() }
-	}
-	for _, v := range []struct {
-		name           string
-		libvirtChardev bool
-		apdu           string
-		client         func(*testing.B, xmlconfig.Config) func()
-		floor          string // the floor to compare with; "" for a floor
-	}{
-		{"floor", false, selectNoData, floor([]byte{0x90, 0x00}), ""},
-		{"vscclient-go", true, selectNoData, soft, "floor"},
-		{"floor-fci", false, selectFCI, floor(append(make([]byte, fciLen), 0x90, 0x00)), ""},
-		{"vscclient-go-fci", true, selectFCI, soft, "floor-fci"},
-	} {
 		b.Run(v.name, func(b *testing.B) {
-			per := benchGuestLatency(b, v.libvirtChardev, v.apdu, v.client)
-			if v.floor == "" {
-				floors[v.name] = append(floors[v.name], per)
-			} else if f := floors[v.floor]; len(f) > 0 {
-				b.ReportMetric(per/median(f), "x-floor")
+			testImage(b)
+			var floorSum, clientSum, bootSum float64
+			n := 0
+			for b.Loop() {
+				measure := []func() (float64, float64){
+					func() (float64, float64) {
+						per, boot := guestLatency(b, false, v.apdu, floor)
+						floorSum += per
+						return per, boot
+					},
+					func() (float64, float64) {
+						per, boot := guestLatency(b, true, v.apdu, soft)
+						clientSum += per
+						return per, boot
+					},
+				}
+				if pairs%2 == 1 {
+					slices.Reverse(measure)
+				}
+				pairs++
+				for _, m := range measure {
+					_, boot := m()
+					bootSum += boot
+				}
+				n++
 			}
+			b.ReportMetric(floorSum/float64(n), "floor-us/apdu")
+			b.ReportMetric(clientSum/float64(n), "vscclient-go-us/apdu")
+			b.ReportMetric(clientSum/floorSum, "x-floor")
+			b.ReportMetric(bootSum/float64(2*n), "boot-ms")
 		})
 	}
 }
 
-// median returns the median of xs (not empty).
-func median(xs []float64) float64 {
-	s := slices.Sorted(slices.Values(xs))
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
+// guestLatency boots the guest with the latency scenario for apdu and
+// client connected to the chardev (libvirt's when libvirtChardev, else
+// with nodelay=on), and returns the guest's per-APDU time in µs and the
+// time from QEMU's start to the reader being listed in ms.
+func guestLatency(b *testing.B, libvirtChardev bool, apdu string, client func(*testing.B, xmlconfig.Config) (stop func())) (per, bootMS float64) {
+	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+	defer cancel()
+	c := e2e.Smartcard(harness.FreePort(b))
+	c.LibvirtChardev = libvirtChardev
+	opts := bootOptions(b, c, "wait_card,latency", map[string]string{"count": "200", "apdu": apdu})
+	vm := boot(b, ctx, c, opts)
+	stop := client(b, c)
+	res, err := vm.Wait(ctx)
+	stop()
+	vm.Close()
+	if err != nil {
+		b.Fatalf("the guest: %v\n%s", err, vm.Console())
 	}
-	return s[len(s)/2]
-}
-
-// benchGuestLatency runs the latency scenario with apdu once per
-// iteration, with client connected to the chardev (libvirt's when
-// libvirtChardev, else with nodelay=on), and reports the guest's mean
-// per-APDU time, which it returns.
-func benchGuestLatency(b *testing.B, libvirtChardev bool, apdu string, client func(*testing.B, xmlconfig.Config) (stop func())) float64 {
-	testImage(b)
-	var sum, booted float64
-	n := 0
-	for b.Loop() {
-		ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
-		c := e2e.Smartcard(harness.FreePort(b))
-		c.LibvirtChardev = libvirtChardev
-		opts := bootOptions(b, c, "wait_card,latency", map[string]string{"count": "200", "apdu": apdu})
-		vm := boot(b, ctx, c, opts)
-		stop := client(b, c)
-		res, err := vm.Wait(ctx)
-		if err != nil {
-			b.Fatalf("the guest: %v\n%s", err, vm.Console())
-		}
-		stop()
-		vm.Close()
-		cancel()
-		per, err := res.Int("per_apdu_us")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res.Values["responses"] != "200" {
-			b.Fatalf("opensc-tool printed %s responses to 200 SELECTs", res.Values["responses"])
-		}
-		for _, m := range res.Markers {
-			if m.Kind == guest.KindEvent && m.Name == "reader" {
-				booted += float64(m.At.Milliseconds())
-				break
-			}
-		}
-		sum += float64(per)
-		n++
+	us, err := res.Int("per_apdu_us")
+	if err != nil {
+		b.Fatal(err)
 	}
-	per := sum / float64(n)
-	b.ReportMetric(per, "guest-us/apdu")
-	b.ReportMetric(booted/float64(n), "boot-ms")
-	return per
+	if res.Values["responses"] != "200" {
+		b.Fatalf("opensc-tool printed %s responses to 200 SELECTs", res.Values["responses"])
+	}
+	for _, m := range res.Markers {
+		if m.Kind == guest.KindEvent && m.Name == "reader" {
+			bootMS = float64(m.At.Milliseconds())
+			break
+		}
+	}
+	return float64(us), bootMS
 }

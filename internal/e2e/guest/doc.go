@@ -20,14 +20,18 @@
 //     included), the card pulled and put back while the guest watches with
 //     pcsc_scan, and QEMU gone and back on the same port while
 //     vscclient-go runs;
+//   - TestPCSCCardT1Only (a known bug, run with VSCARDKIT_KNOWN_BUGS=1):
+//     a host card that offers T=1 only is refused by the guest, since
+//     QEMU 7.2's usb-ccid offers T=0 only and vscclient-go passes the
+//     card's ATR unchanged;
 //   - TestQEMUArgvIsLibvirts: the argv the tests boot holds the USB
 //     controller, usb-ccid, chardev and ccid-card-passthru options that a
 //     real libvirtd generates (virsh domxml-to-native) for xmlconfig's
 //     domain;
 //   - BenchmarkGuestAPDULatency: the guest-timed cost of one APDU with
 //     vscclient-go under libvirt's chardev, beside the floor measured in the
-//     same run (a chardev with nodelay=on and a minimal client that answers
-//     90 00).
+//     same iteration (a chardev with nodelay=on and a minimal client that
+//     answers 90 00), and their ratio.
 //
 // The non-test part is what internal/cmd/demo-vm shares with the tests: the
 // smartcard configuration (Smartcard) and the checks of the guest's PIV
