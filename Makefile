@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 TESTENV   := VSCARDKIT_REQUIRE_PEERS=1
 TESTFLAGS ?=
 
-.PHONY: help deps build demo test bench fuzz vet clean
+.PHONY: help deps build demo demo-vm test bench fuzz vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -22,6 +22,9 @@ build: deps ## build the commands into bin/
 
 demo: build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
 	$(GO) run ./internal/cmd/demo --bin $(BIN)
+
+demo-vm: build ## a real Linux guest under QEMU uses vscclient-go's soft card: reader, ATR, PIV objects, a signature verified on the host
+	$(GO) run ./internal/cmd/demo-vm --bin $(BIN)
 
 vet: ## go vet
 	$(GO) vet ./...

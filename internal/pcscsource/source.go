@@ -163,8 +163,12 @@ func (s *Source) reconcile(ctx context.Context, readers []reader.Reader) bridge.
 		s.card = card
 		s.gen++
 		s.log.Info("card connected", "reader", s.chosen, "atr", fmt.Sprintf("%X", card.ATR()), "protocol", card.Protocol())
+		if atr, changed := ForGuest(card.ATR()); changed {
+			s.log.Info("the card offers only T=1, which QEMU's usb-ccid does not tell the guest it supports; announcing T=0 first", "atr_to_guest", fmt.Sprintf("%X", atr))
+		}
 	}
-	return bridge.State{Reader: s.name(), ATR: s.card.ATR(), Card: &pcscCard{c: s.card, src: s, shared: s.cfg.Shared}, Generation: s.gen}
+	atr, _ := ForGuest(s.card.ATR())
+	return bridge.State{Reader: s.name(), ATR: atr, Card: &pcscCard{c: s.card, src: s, shared: s.cfg.Shared}, Generation: s.gen}
 }
 
 func (s *Source) name() string {

@@ -20,10 +20,9 @@
 //     included), the card pulled and put back while the guest watches with
 //     pcsc_scan, and QEMU gone and back on the same port while
 //     vscclient-go runs;
-//   - TestPCSCCardT1Only (a known bug, run with VSCARDKIT_KNOWN_BUGS=1):
-//     a host card that offers T=1 only is refused by the guest, since
-//     QEMU 7.2's usb-ccid offers T=0 only and vscclient-go passes the
-//     card's ATR unchanged;
+//   - TestPCSCCardT1Only: a host card that offers T=1 only works in the
+//     guest, although QEMU 7.2's usb-ccid offers T=0 only: vscclient-go
+//     announces its ATR with T=0 offered first;
 //   - TestQEMUArgvIsLibvirts: the argv the tests boot holds the USB
 //     controller, usb-ccid, chardev and ccid-card-passthru options that a
 //     real libvirtd generates (virsh domxml-to-native) for xmlconfig's

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -171,19 +170,13 @@ func TestPCSCCard(t *testing.T) {
 }
 
 // knownBugsEnv runs the tests of known, unfixed bugs.
-const knownBugsEnv = "VSCARDKIT_KNOWN_BUGS"
-
 // TestPCSCCardT1Only: a card that offers T=1 only (as many do, YubiKeys
 // among them) in a host reader, given to the guest by vscclient-go
 // --card pcsc. QEMU 7.2's usb-ccid announces T=0 only (dwProtocols 1), so
-// the guest's libccid refuses the protocol the card's ATR offers
-// ("Protocol T=1 not supported by reader") and OpenSC cannot connect
-// ("Unresponsive card"). vscclient-go passes the card's ATR unchanged;
-// it fails today. Run it with VSCARDKIT_KNOWN_BUGS=1.
+// the guest's libccid would refuse the protocol the card's ATR offers
+// ("Protocol T=1 not supported by reader"); vscclient-go announces the ATR
+// with T=0 offered first (pcscsource.ForGuest) and the guest uses the card.
 func TestPCSCCardT1Only(t *testing.T) {
-	if os.Getenv(knownBugsEnv) != "1" {
-		t.Skipf("known bug, not fixed yet: vscclient-go --card pcsc announces a T=1-only ATR that QEMU 7.2's usb-ccid cannot serve (set %s=1 to run)", knownBugsEnv)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	testImage(t)
