@@ -101,10 +101,11 @@ type Client struct {
 	wdeadline bool // a write deadline is set; guarded by wsem
 
 	mu           sync.Mutex
-	waiters      []chan reply // control messages awaiting the host's Error, in wire order
-	outstanding  int          // commands delivered and not yet answered
-	flushPending int          // Flush messages waiting for outstanding to reach 0
-	err          error        // why the connection ended; set once
+	waiters      []chan reply    // control messages awaiting the host's Error, in wire order
+	outstanding  int             // commands delivered and not yet answered
+	flushPending int             // Flush messages waiting for outstanding to reach 0
+	idle         []chan struct{} // Idle calls waiting for outstanding to reach 0
+	err          error           // why the connection ended; set once
 
 	anomalies int // messages from the host ignored so far; read loop only
 
@@ -333,6 +334,36 @@ func (c *Client) RemoveCard(ctx context.Context, id ReaderID) error {
 // Respond or Fail; until then a Flush from the host stays pending.
 func (c *Client) Commands() <-chan *Command { return c.cmds }
 
+// Idle waits until every command delivered on Commands so far has been
+// answered, so that what the client sends next reaches the host after those
+// answers. It returns ctx's error if ctx ends first, and why the connection
+// ended if it ends first.
+//
+// QEMU takes whatever answer comes next as the answer to the guest's
+// pending command; once a new card is announced, that is a command for the
+// new card. A client that announces a new card (or the same one after a
+// reset) therefore calls Idle first, once the host has acknowledged the
+// removal of the old card (any command for the old card came before that
+// acknowledgement, so it has been delivered).
+func (c *Client) Idle(ctx context.Context) error {
+	c.mu.Lock()
+	if c.outstanding == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	c.idle = append(c.idle, ch)
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-c.closing:
+		return c.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("vscard: waiting for the outstanding commands' answers: %w", ctx.Err())
+	}
+}
+
 // Done is closed when the connection has ended and the read loop stopped.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
@@ -506,12 +537,17 @@ func (cmd *Command) answer(m Message) error {
 	c.mu.Lock()
 	c.outstanding--
 	flushes := 0
+	var idle []chan struct{}
 	if c.outstanding == 0 {
 		flushes, c.flushPending = c.flushPending, 0
+		idle, c.idle = c.idle, nil
 	}
 	c.mu.Unlock()
 	for ; err == nil && flushes > 0; flushes-- {
 		err = c.sendLocked(Message{Type: MsgFlushComplete, ReaderID: cmd.ReaderID}, time.Time{})
+	}
+	for _, ch := range idle {
+		close(ch)
 	}
 	return err
 }

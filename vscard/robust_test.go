@@ -128,3 +128,35 @@ func TestUnexpectedMessagesWarnOnce(t *testing.T) {
 		t.Errorf("%d debug records for the 999 other unexpected messages", n)
 	}
 }
+
+// Idle returns at once with nothing outstanding, waits while a command is
+// unanswered (up to its context), and returns once the answer is written.
+func TestClientIdle(t *testing.T) {
+	leaktest.Check(t)
+	c, _, r, w := pipeHost(t, nil)
+	if err := c.Idle(ctxT(t)); err != nil {
+		t.Fatalf("Idle with nothing outstanding: %v", err)
+	}
+	if err := w.WriteMessage(vscard.Message{Type: vscard.MsgAPDU, Payload: []byte{0, 0xB0, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := <-c.Commands()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Idle(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Idle with a command outstanding: %v", err)
+	}
+	idle := make(chan error, 1)
+	go func() { idle <- c.Idle(ctxT(t)) }()
+	answered := make(chan error, 1)
+	go func() { answered <- cmd.Respond([]byte{0x90, 0x00}) }()
+	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgAPDU {
+		t.Fatalf("the answer: %v %v", m, err)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-idle; err != nil {
+		t.Fatalf("Idle after the answer: %v", err)
+	}
+}

@@ -347,6 +347,13 @@ func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) err
 		b.log.Info("reader announced", "reader", st.Reader, "id", id)
 	}
 	if ann.hasRdr && st.hasCard() && (!ann.hasCrd || st.Generation != ann.gen || !bytes.Equal(st.ATR, ann.atr)) {
+		// QEMU takes the first answer after an ATR as the answer to the
+		// guest's next command: a command for the card before must be
+		// answered first (QEMU drops that answer), or every later
+		// command would get the answer of the one before it.
+		if err := c.Idle(ctx); err != nil {
+			return err
+		}
 		if r, ok := st.Card.(Resetter); ok {
 			if err := r.Reset(ctx); err != nil {
 				b.log.Warn("could not reset the card before announcing it", "err", err)
