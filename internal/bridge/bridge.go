@@ -250,7 +250,13 @@ func (b *Bridge) dial(ctx context.Context) (*vscard.Client, error) {
 	defer cancel()
 	c, err := vscard.Dial(dctx, b.cfg.Network, b.cfg.Address, b.cfg.Dial)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		err = fmt.Errorf("%w (the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM)", err)
+		hint := "the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM"
+		if b.cfg.Dial != nil && b.cfg.Dial.TLS != nil {
+			// A chardev without TLS reads the ClientHello as a VSCard
+			// header claiming more than its buffer holds.
+			hint = "the host accepted the connection but did not finish the TLS handshake or answer Init: a QEMU chardev without TLS never answers a TLS client, whose bytes wedge its card device until the VM restarts (use tcp:// for such a chardev); or an earlier client wedged it"
+		}
+		err = fmt.Errorf("%w (%s)", err, hint)
 	}
 	return c, err
 }

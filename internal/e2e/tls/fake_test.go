@@ -106,3 +106,43 @@ func TestClientRefusesOldTLS(t *testing.T) {
 		t.Fatalf("the host has a reader: %+v", st)
 	}
 }
+
+// A host that accepts the connection and never answers the ClientHello (as
+// a QEMU chardev without TLS does) does not hold vscclient-go: the handshake
+// gives up after the reply timeout (5 s), the log names the likely cause,
+// and the client tries again.
+func TestSilentTLSHost(t *testing.T) {
+	p := newPKI(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- nc // held open, never read
+		}
+	}()
+	defer func() {
+		l.Close()
+		for nc := range accepted {
+			nc.Close()
+		}
+	}()
+	c := client(t, tlsArgs(l.Addr().String(), p, p)...)
+	harness.WaitFor(t, 15*time.Second, "the handshake given up", func() bool {
+		return strings.Contains(c.Output(), "cannot reach the host") || c.Exited()
+	})
+	_, reason, _ := strings.Cut(c.Output(), `msg="cannot reach the host; retrying"`)
+	reason, _, _ = strings.Cut(reason, "\n")
+	if c.Exited() || !strings.Contains(reason, "TLS handshake") || !strings.Contains(reason, "deadline exceeded") || !strings.Contains(reason, "chardev without TLS") {
+		t.Fatalf("the first failure: %s\n%s", reason, c.Output())
+	}
+	t.Logf("gave up: %s", strings.TrimSpace(reason))
+}
