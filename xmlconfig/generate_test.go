@@ -136,7 +136,7 @@ func TestQEMUArgs(t *testing.T) {
 		{"tcp", Config{Port: 2001}, []string{ccid,
 			"-chardev socket host=127.0.0.1 id=charsmartcard0 nodelay=on port=2001 server=on wait=off", passthru}},
 		{"tcp tls", Config{Host: "192.0.2.1", Port: 2001, TLS: true, TLSDir: "/srv/pki,x"}, []string{ccid,
-			"-object tls-creds-x509 dir=/srv/pki,x endpoint=server id=objcharsmartcard0_tls0 verify-peer=on",
+			"-object tls-creds-x509 dir=/srv/pki,x endpoint=server id=objcharsmartcard0_tls0 priority=NORMAL:-VERS-TLS1.0:-VERS-TLS1.1 verify-peer=on",
 			"-chardev socket host=192.0.2.1 id=charsmartcard0 nodelay=on port=2001 server=on tls-creds=objcharsmartcard0_tls0 wait=off",
 			passthru}},
 		{"controller port", Config{Port: 1, Controller: &CCIDController{USBPort: "1.2"}}, []string{

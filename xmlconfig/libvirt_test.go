@@ -245,6 +245,12 @@ func TestLibvirtArgvMatchesQEMUArgs(t *testing.T) {
 				}
 				delete(ch.props, "nodelay")
 			}
+			if obj, ok := ours["-object "+TLSObjectID]; ok {
+				if obj.props["priority"] != TLSPriority {
+					t.Errorf("our TLS object lacks priority=%s: %s", TLSPriority, obj)
+				}
+				delete(obj.props, "priority")
+			}
 			if len(theirs) != len(ours) {
 				t.Errorf("libvirt makes %d smartcard options, QEMUArgs %d:\n%v\n%v", len(theirs), len(ours), theirs, ours)
 			}

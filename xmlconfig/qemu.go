@@ -18,6 +18,10 @@ const (
 	// CardID is the id of the ccid-card-passthru or ccid-card-emulated
 	// device.
 	CardID = "smartcard0"
+	// TLSPriority is the GnuTLS priority string of the tls-creds-x509
+	// object in the QEMU argv: GnuTLS's defaults without TLS 1.0 and 1.1,
+	// which QEMU 7.2 otherwise accepts.
+	TLSPriority = "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 	// TLSObjectID is the id of the chardev's tls-creds-x509 object.
 	TLSObjectID = "objcharsmartcard0_tls0"
 	// CCIDBus is the bus usb-ccid provides: the card devices sit on it.
@@ -74,8 +78,13 @@ func (c Config) QEMUArgs() ([]string, error) {
 				kv = append(kv, "nodelay", "on")
 			}
 			if n.TLS {
-				args = append(args, "-object", opts("tls-creds-x509",
-					"id", TLSObjectID, "dir", n.TLSDir, "endpoint", "server", "verify-peer", "on"))
+				tls := []string{"id", TLSObjectID, "dir", n.TLSDir, "endpoint", "server", "verify-peer", "on"}
+				if !n.LibvirtChardev {
+					// QEMU 7.2's GnuTLS default still accepts TLS 1.0 and
+					// 1.1; libvirt 9 has no setting for this.
+					tls = append(tls, "priority", TLSPriority)
+				}
+				args = append(args, "-object", opts("tls-creds-x509", tls...))
 				kv = append(kv, "tls-creds", TLSObjectID)
 			}
 			args = append(args, "-chardev", opts("socket", kv...))
