@@ -20,9 +20,19 @@ type DialConfig struct {
 	// ServerName is empty it is taken from the address's host.
 	TLS *tls.Config
 
-	// KeepAlive is the TCP keep-alive period that detects a vanished host;
-	// 0 means 15 s; negative disables it.
+	// KeepAlive is the idle time after which TCP keep-alive probes start,
+	// 5 s apart, 3 of them, to detect a host that vanished without closing
+	// the connection (a crashed machine, a cut network); 0 means 15 s, so
+	// an idle connection to a dead host ends within about 30 s; negative
+	// disables keep-alives.
 	KeepAlive time.Duration
+
+	// UserTimeout bounds how long data the client sent may stay
+	// unacknowledged before the connection is dropped (TCP_USER_TIMEOUT,
+	// Linux); it ends a connection to a dead host while answers are in
+	// flight. 0 means 30 s; negative leaves the kernel's default (about 15
+	// minutes of retransmissions).
+	UserTimeout time.Duration
 }
 
 // Dial connects to a VSCard host at address on network ("tcp", "tcp4",
@@ -44,6 +54,24 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		cfg = &DialConfig{}
 	}
 	d := net.Dialer{KeepAlive: cfg.KeepAlive}
+	if cfg.KeepAlive >= 0 {
+		idle := cfg.KeepAlive
+		if idle == 0 {
+			idle = 15 * time.Second
+		}
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: idle, Interval: 5 * time.Second, Count: 3}
+	}
+	userTimeout := cfg.UserTimeout
+	if userTimeout == 0 {
+		userTimeout = 30 * time.Second
+	}
+	if userTimeout > 0 && network != "unix" {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = setUserTimeout(fd, userTimeout) })
+			return serr
+		}
+	}
 	nc, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("vscard: %w", err)
