@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -62,7 +61,7 @@ func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Write
 func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
 	opts := softstore.Options{}
 	if pinFile != "" {
-		pin, err := readPINFile(pinFile)
+		pin, err := cli.ReadPINFile(pinFile)
 		if err != nil {
 			return nil, err
 		}
@@ -87,24 +86,6 @@ func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
 	return st, nil
 }
 
-// readPINFile reads a PIN from the first line of a file, so that it never
-// appears on a command line.
-func readPINFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("reading the PIN file: %w", err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("reading the PIN file: %w", err)
-	}
-	pin := strings.TrimRight(line, "\r\n")
-	if pin == "" {
-		return "", fmt.Errorf("the PIN file %s is empty", path)
-	}
-	return pin, nil
-}
 
 func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (*certsrc.Store, error) {
 	u, err := certsrc.ParseURI(o.card)

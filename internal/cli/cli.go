@@ -4,11 +4,13 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 )
@@ -181,4 +183,24 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		return Failed{Code: ExitOK}
 	}
 	return nil
+}
+
+// ReadPINFile reads a PIN from the first line of a file, so that it never
+// appears on a command line (where the process list and shell history would
+// show it).
+func ReadPINFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the PIN file: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("reading the PIN file: %w", err)
+	}
+	pin := strings.TrimRight(line, "\r\n")
+	if pin == "" {
+		return "", fmt.Errorf("the PIN file %s is empty", path)
+	}
+	return pin, nil
 }

@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -40,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	e2e "github.com/vscardkit/vscardkit/internal/e2e/guest"
 	"github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/procnet"
@@ -106,7 +106,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	pin := defaultPIN
 	if o.pinFile != "" {
-		p, err := readPIN(o.pinFile)
+		p, err := cli.ReadPINFile(o.pinFile)
 		if err != nil {
 			return err
 		}
@@ -269,25 +269,6 @@ func keyDesc(cert *x509.Certificate) string {
 		return fmt.Sprintf("RSA %d", k.N.BitLen())
 	}
 	return cert.PublicKeyAlgorithm.String()
-}
-
-// readPIN reads a PIN from the first line of a file, so that it is not on
-// a command line.
-func readPIN(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("reading the PIN file: %w", err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("reading the PIN file: %w", err)
-	}
-	pin := strings.TrimRight(line, "\r\n")
-	if pin == "" {
-		return "", fmt.Errorf("the PIN file %s is empty", path)
-	}
-	return pin, nil
 }
 
 func freePort() (int, error) {
