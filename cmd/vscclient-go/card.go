@@ -86,7 +86,6 @@ func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
 	return st, nil
 }
 
-
 func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (*certsrc.Store, error) {
 	u, err := certsrc.ParseURI(o.card)
 	if err != nil {
