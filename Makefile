@@ -26,8 +26,10 @@ demo: build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card 
 demo-vm: build ## a real Linux guest under QEMU uses vscclient-go's soft card: reader, ATR, PIV objects, a signature verified on the host
 	$(GO) run ./internal/cmd/demo-vm --bin $(BIN)
 
-vet: ## go vet
+vet: ## go vet, and gofmt must have nothing to say
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 test: deps vet ## run every test, integration tests against the real peers included
 	$(TESTENV) $(GO) test -count=1 -timeout 14m $(TESTFLAGS) ./...
