@@ -110,6 +110,7 @@ type Client struct {
 	anomalies int // messages from the host ignored so far; read loop only
 
 	cmds    chan *Command
+	reinits chan Init // the host's later Inits; capacity 1, latest kept
 	closing chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -140,6 +141,7 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 		w:        NewWriter(nc, 0),
 		wsem:     make(chan struct{}, 1),
 		cmds:     make(chan *Command, queue),
+		reinits:  make(chan Init, 1),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -198,8 +200,17 @@ func (c *Client) exchangeInit(r *Reader, caps []uint32) error {
 	}
 }
 
-// HostInit returns the Init the host sent.
+// HostInit returns the Init the host sent in the handshake.
 func (c *Client) HostInit() Init { return c.hostInit }
+
+// HostReinits receives the Init a host sends after the handshake, on the
+// same connection. QEMU does so when a new ccid-card-passthru device is
+// created on the chardev the client is connected to (QMP device_del and
+// device_add of the usb-ccid reader, or of the card device alone): the new
+// device has no reader and no card, and answers nothing for the old one, so
+// the owner announces its reader and card again. Only the latest Init waits
+// to be received; the channel is never closed (select on Done as well).
+func (c *Client) HostReinits() <-chan Init { return c.reinits }
 
 // RemoteAddr returns the host's address.
 func (c *Client) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -481,7 +492,19 @@ func (c *Client) dispatch(m Message) bool {
 			return false
 		}
 	case MsgInit:
-		c.log.Debug("vscard: ignoring repeated Init from host")
+		hi, err := ParseInit(m.Payload)
+		if err != nil {
+			c.anomaly("vscard: ignoring malformed Init from host", "err", err)
+			return true
+		}
+		c.log.Info("vscard: the host sent Init again: its card device was re-created on this connection and knows no reader or card")
+		// Keep only the latest: the owner announces once whatever the
+		// number of re-creations it missed.
+		select {
+		case <-c.reinits:
+		default:
+		}
+		c.reinits <- hi
 	default:
 		c.anomaly("vscard: ignoring unexpected message from host", "type", m.Type, "reader", m.ReaderID, "len", len(m.Payload))
 	}

@@ -364,3 +364,113 @@ func TestClientConcurrent(t *testing.T) {
 	c.Close()
 	wg.Wait()
 }
+
+// TestClientHostReinits: a new card device on the connection (Host.Replug,
+// as QEMU's device_del and device_add of the reader) fails the guest's
+// pending command, forgets reader and card, and greets the client with
+// Init, which the client hands to its owner on HostReinits.
+func TestClientHostReinits(t *testing.T) {
+	leaktest.Check(t)
+	ctx := ctxT(t)
+	srv, c := announced(t)
+	srv.Host().Replug() // nothing pending yet; drained below
+	select {
+	case in := <-c.HostReinits():
+		if string(in.Magic[:]) != vscard.Magic {
+			t.Fatalf("reinit %+v", in)
+		}
+	case <-ctx.Done():
+		t.Fatal("no reinit")
+	}
+	if st := srv.Host().State(); st.ReaderAdded || st.CardPresent || !st.Connected {
+		t.Fatalf("after Replug: %+v", st)
+	}
+	// The owner announces again, on the same connection.
+	id, err := c.AddReader(ctx, "Test Reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.InsertCard(ctx, id, testATR); err != nil {
+		t.Fatal(err)
+	}
+	// A command outstanding when the device goes fails as a removal.
+	res := make(chan error, 1)
+	go func() { _, err := srv.Transmit(ctx, []byte{0, 0xA4, 4, 0}); res <- err }()
+	cmd := <-c.Commands()
+	if err := srv.Host().Replug(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, vscard.ErrCardRemoved) {
+		t.Fatalf("pending command: %v, want ErrCardRemoved", err)
+	}
+	// Several re-creations before the owner looks come as one. (A
+	// control exchange afterwards makes sure the client read both Inits.)
+	srv.Host().Replug()
+	if err := c.RemoveReader(ctx, vscard.MinimalReaderID); err != nil {
+		t.Fatal(err)
+	}
+	<-c.HostReinits()
+	select {
+	case <-c.HostReinits():
+		t.Fatal("a second reinit was kept")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The late answer is dropped by the new device, and harms nothing.
+	if err := cmd.Respond([]byte{0x90, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Idle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostReplugDropsBufferedInput: what the old device buffered of an
+// unfinished message is gone with it; the new device parses from the next
+// byte the client sends.
+func TestHostReplugDropsBufferedInput(t *testing.T) {
+	leaktest.Check(t)
+	ctx := ctxT(t)
+	events := make(chan vscard.Event, 64)
+	h := vscard.NewHost(&vscard.HostConfig{OnEvent: func(e vscard.Event) { events <- e }})
+	if err := h.Replug(); !errors.Is(err, vscard.ErrNoClient) {
+		t.Fatalf("Replug with no client: %v, want ErrNoClient", err)
+	}
+	cn, hn := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- h.ServeConn(ctx, hn) }()
+	defer func() { cn.Close(); <-done }()
+	w, r := vscard.NewWriter(cn, 0), vscard.NewReader(cn, 0)
+	go w.WriteMessage(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)})
+	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgInit {
+		t.Fatalf("handshake: %v %v", m.Type, err)
+	}
+	// Half of a ReaderAdd.
+	half := vscard.Message{Type: vscard.MsgReaderAdd, ReaderID: 0, Payload: []byte("lost reader")}.Append(nil)[:14]
+	if _, err := cn.Write(half); err != nil {
+		t.Fatal(err)
+	}
+	for h.State().Buffered != len(half) {
+		time.Sleep(time.Millisecond)
+	}
+	go h.Replug()
+	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgInit {
+		t.Fatalf("after Replug: %v %v, want Init", m.Type, err)
+	}
+	go w.WriteMessage(vscard.Message{Type: vscard.MsgReaderAdd, ReaderID: 0, Payload: []byte("new reader")})
+	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgError {
+		t.Fatalf("ReaderAdd answered %v %v, want Error", m.Type, err)
+	}
+	for {
+		select {
+		case e := <-events:
+			if e.Kind == vscard.EventReaderAdded {
+				if e.Name != "new reader" {
+					t.Fatalf("reader %q, want %q", e.Name, "new reader")
+				}
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+}

@@ -33,6 +33,10 @@
 //   - QEMU answers ReaderAdd, ReaderRemove, ATR and CardRemove with an Error
 //     message (code 0 on success), every unknown type with Error{1}, and
 //     never sends Flush.
+//   - A new ccid-card-passthru created on a chardev a client is connected to
+//     (QMP device_del and device_add of the usb-ccid reader) sends Init on
+//     that connection and knows no reader or card: Client.HostReinits tells
+//     the owner to announce again (Host.Replug plays it).
 //
 // # References
 //

@@ -23,6 +23,7 @@ const (
 	EventUnexpected                         // a message QEMU does not expect (Type)
 	EventFlushComplete                      // FlushComplete answering the host's Flush
 	EventStalled                            // input buffer full: nothing more is read until Reset
+	EventReplugged                          // Host.Replug: a new card device sent Init
 )
 
 var eventNames = map[EventKind]string{
@@ -39,6 +40,7 @@ var eventNames = map[EventKind]string{
 	EventUnexpected:    "unexpected",
 	EventFlushComplete: "flush-complete",
 	EventStalled:       "stalled",
+	EventReplugged:     "replugged",
 }
 
 func (k EventKind) String() string {

@@ -79,7 +79,8 @@ type Host struct {
 	card        bool
 	atr         []byte
 	stalled     bool
-	buffered    int // inPos - inHdr, for State
+	replugged   bool // set by Replug: serve drops what the old device buffered
+	buffered    int  // inPos - inHdr, for State
 	pending     *pendingCmd
 	flushes     []chan struct{}
 }
@@ -164,9 +165,43 @@ func (h *Host) Reset() error {
 	defer h.mu.Unlock()
 	h.in = [QEMUInputBuffer]byte{}
 	h.inPos, h.inHdr = 0, 0
-	h.readerAdded, h.readerName, h.card, h.atr, h.stalled, h.buffered = false, "", false, nil, false, 0
+	h.readerAdded, h.readerName, h.card, h.atr, h.stalled, h.buffered, h.replugged = false, "", false, nil, false, 0, false
 	h.failPendingLocked(ErrCardRemoved)
 	return nil
+}
+
+// errReplugStalled is Replug's error on a stalled host.
+var errReplugStalled = errors.New("vscard: cannot replug a stalled host (its connection is no longer read); Reset it with no client connected")
+
+// Replug does what QMP device_del and device_add of the card device (or of
+// its usb-ccid reader) on the same chardev do in QEMU while a client stays
+// connected: the new device has no reader, no card and an empty input
+// buffer, the guest's pending command fails with ErrCardRemoved, and the
+// device sends Init on the connection (EventReplugged). It fails with
+// ErrNoClient when no client is connected, and on a stalled host.
+func (h *Host) Replug() error {
+	h.mu.Lock()
+	if h.conn == nil {
+		h.mu.Unlock()
+		return ErrNoClient
+	}
+	if h.stalled {
+		h.mu.Unlock()
+		return errReplugStalled
+	}
+	wasCard, wasReader := h.card, h.readerAdded
+	h.readerAdded, h.readerName, h.card, h.atr = false, "", false, nil
+	h.replugged = true
+	h.failPendingLocked(ErrCardRemoved)
+	h.mu.Unlock()
+	if wasCard {
+		h.emit(Event{Kind: EventCardRemoved, ReaderID: MinimalReaderID})
+	}
+	if wasReader {
+		h.emit(Event{Kind: EventReaderRemoved, ReaderID: MinimalReaderID})
+	}
+	h.emit(Event{Kind: EventReplugged})
+	return h.send(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
 }
 
 func (h *Host) emit(e Event) {
@@ -231,6 +266,16 @@ func (h *Host) serve(ctx context.Context, nc net.Conn) error {
 			return waitClosed(ctx, nc)
 		}
 		n, err := nc.Read(h.in[h.inPos : h.inPos+min(room, qemuReadChunk)])
+		h.mu.Lock()
+		fresh := h.replugged
+		h.replugged = false
+		h.mu.Unlock()
+		if fresh {
+			// A new device: what the old one buffered is gone; what
+			// was just read is the new device's first input.
+			copy(h.in[:], h.in[h.inPos:h.inPos+n])
+			h.inPos, h.inHdr = 0, 0
+		}
 		h.inPos += n
 		h.process()
 		h.mu.Lock()

@@ -143,6 +143,7 @@ type Stats struct {
 	Commands   int // guest commands answered
 	CardErrors int // commands answered with Error
 	Split      int // responses split with 61xx
+	Reinits    int // new card devices on a live connection (re-announced)
 }
 
 // New returns a bridge for cfg.
@@ -303,6 +304,15 @@ func (b *Bridge) session(ctx context.Context, c *vscard.Client) error {
 			return ctx.Err()
 		case <-c.Done():
 			return c.Err()
+		case <-c.HostReinits():
+			// A new card device on the same connection (the VM's
+			// reader was unplugged and plugged back): it knows nothing
+			// of what was announced.
+			b.log.Warn("the host's card device was re-created; announcing the reader and card again", "host", b.cfg.Address)
+			b.mu.Lock()
+			b.stats.Reinits++
+			b.mu.Unlock()
+			ann = announced{}
 		case <-b.changed:
 		}
 	}

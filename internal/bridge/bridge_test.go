@@ -264,3 +264,39 @@ func TestBridgeReconnects(t *testing.T) {
 		t.Fatalf("%d sessions, want 3", s)
 	}
 }
+
+// TestBridgeReannouncesOnNewCardDevice: a new card device on the same
+// connection (QEMU's device_del and device_add of the reader) greets the
+// client with Init; the bridge announces reader and card again without
+// reconnecting, and the card is reset first, as for any new insertion.
+func TestBridgeReannouncesOnNewCardDevice(t *testing.T) {
+	leaktest.Check(t)
+	srv := vscardtest.NewServer()
+	defer srv.Close()
+	card := newTableCard()
+	b, _ := running(t, srv, bridge.NewStatic("Test Reader 00", atr, card))
+	wait(t, srv, vscard.EventCardInserted)
+	for i := range 3 {
+		if err := srv.Host().Replug(); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, srv, vscard.EventReplugged)
+		if e := wait(t, srv, vscard.EventReaderAdded, vscard.EventDisconnected); e.Kind != vscard.EventReaderAdded || e.Name != "Test Reader 00" {
+			t.Fatalf("replug %d: got %v %q, want the reader announced again", i, e.Kind, e.Name)
+		}
+		if e := wait(t, srv, vscard.EventCardInserted); !bytes.Equal(e.ATR, atr) {
+			t.Fatalf("replug %d: ATR %X", i, e.ATR)
+		}
+		resp, err := srv.Transmit(ctxT(t), []byte{0x00, 0xA4, 0x04, 0x00})
+		if err != nil || !bytes.Equal(resp, apdu.SWOK.Bytes()) {
+			t.Fatalf("replug %d: SELECT: %X %v", i, resp, err)
+		}
+	}
+	st := b.Stats()
+	if st.Sessions != 1 || st.Reinits != 3 {
+		t.Errorf("stats %+v, want 1 session and 3 reinits", st)
+	}
+	if n := card.resets.Load(); n != 4 {
+		t.Errorf("card reset %d times, want 4 (one per announcement)", n)
+	}
+}
