@@ -26,6 +26,7 @@ iproute2
 util-linux
 procps
 libxml2-utils
+udev
 "
 
 missing=""

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -71,6 +72,10 @@ type BootOptions struct {
 	// a time as it arrives, from the VM's reader goroutine (until Close
 	// returns). A slow writer slows the guest's console.
 	Console io.Writer
+	// QMP gives QEMU a QMP monitor on a Unix socket in a private temporary
+	// directory, for VM.QMP and VM.WaitQMPEvent (to unplug and plug
+	// devices, say). Boot then returns once the monitor is ready.
+	QMP bool
 	// Logger receives debug messages (the QEMU command without the
 	// parameters' values). Nil means none.
 	Logger *slog.Logger
@@ -162,6 +167,12 @@ type VM struct {
 	stopCtx  chan struct{} // closed by Close: ends the context watcher
 	watchers sync.WaitGroup
 	closed   sync.Once
+
+	stdinMu sync.Mutex
+	stdin   *os.File // the write end of QEMU's standard input: the console's input
+
+	qmp    *qmpConn // nil without BootOptions.QMP
+	qmpDir string   // the temporary directory of the monitor's socket
 }
 
 var (
@@ -208,7 +219,9 @@ func (opts BootOptions) scenarios() []string {
 	return strings.Split(opts.Scenario, ",")
 }
 
-// QEMUArgs returns the arguments (after the program name) Boot gives QEMU.
+// QEMUArgs returns the arguments (after the program name) Boot gives QEMU,
+// except the -qmp option Boot adds for BootOptions.QMP (its socket is in a
+// directory Boot creates).
 func (opts BootOptions) QEMUArgs(img Image) ([]string, error) {
 	cmdline, err := opts.Cmdline()
 	if err != nil {
@@ -265,8 +278,24 @@ func Boot(ctx context.Context, img Image, opts BootOptions) (*VM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var qmpDir string
+	if opts.QMP {
+		if qmpDir, err = os.MkdirTemp("", "vscardkit-qmp-"); err != nil {
+			return nil, fmt.Errorf("guest: %w", err)
+		}
+		args = append(args, "-qmp", "unix:"+filepath.Join(qmpDir, "qmp.sock")+",server=on,wait=off")
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
+		removeDir(qmpDir)
+		return nil, fmt.Errorf("guest: %w", err)
+	}
+	// QEMU's standard input is the serial console's input (SendLine).
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		removeDir(qmpDir)
 		return nil, fmt.Errorf("guest: %w", err)
 	}
 	vm := &VM{
@@ -275,8 +304,11 @@ func Boot(ctx context.Context, img Image, opts BootOptions) (*VM, error) {
 		changed:   make(chan struct{}),
 		done:      make(chan struct{}),
 		stopCtx:   make(chan struct{}),
+		stdin:     inW,
+		qmpDir:    qmpDir,
 	}
 	cmd := exec.Command(qemu, args...)
+	cmd.Stdin = inR
 	cmd.Stdout = pw
 	cmd.Stderr = &lockedWriter{mu: &vm.mu, w: &vm.stderr}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -286,9 +318,13 @@ func Boot(ctx context.Context, img Image, opts BootOptions) (*VM, error) {
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
+		inR.Close()
+		inW.Close()
+		removeDir(qmpDir)
 		return nil, fmt.Errorf("guest: starting %s: %w", qemu, err)
 	}
 	pw.Close()
+	inR.Close()
 	go vm.run(pr, opts.Console)
 	vm.watchers.Add(1)
 	go func() {
@@ -300,7 +336,47 @@ func Boot(ctx context.Context, img Image, opts BootOptions) (*VM, error) {
 		case <-vm.stopCtx:
 		}
 	}()
+	if opts.QMP {
+		q, br, err := dialQMP(ctx, filepath.Join(qmpDir, "qmp.sock"), vm.start, vm.done)
+		if err != nil {
+			vm.Close()
+			return nil, err
+		}
+		vm.qmp = q
+		vm.watchers.Add(1)
+		go func() {
+			defer vm.watchers.Done()
+			q.readLoop(br)
+		}()
+	}
 	return vm, nil
+}
+
+// removeDir removes a temporary directory, if there is one.
+func removeDir(dir string) {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
+
+// SendLine types line and a newline on the guest's serial console (QEMU's
+// standard input), where the wait_host scenario reads it. line must be
+// printable ASCII.
+func (vm *VM) SendLine(line string) error {
+	for _, r := range line {
+		if r < ' ' || r > '~' {
+			return fmt.Errorf("%w: console input must be printable ASCII", ErrBadParam)
+		}
+	}
+	vm.stdinMu.Lock()
+	defer vm.stdinMu.Unlock()
+	if vm.stdin == nil {
+		return fmt.Errorf("guest: console input: %w", os.ErrClosed)
+	}
+	if _, err := vm.stdin.WriteString(line + "\n"); err != nil {
+		return fmt.Errorf("guest: console input: %w", err)
+	}
+	return nil
 }
 
 // run reads the serial console until QEMU exits, then waits for QEMU.
@@ -519,7 +595,17 @@ func (vm *VM) Close() error {
 		close(vm.stopCtx)
 	})
 	<-vm.done
+	if vm.qmp != nil {
+		vm.qmp.nc.Close()
+	}
 	vm.watchers.Wait()
+	vm.stdinMu.Lock()
+	if vm.stdin != nil {
+		vm.stdin.Close()
+		vm.stdin = nil
+	}
+	vm.stdinMu.Unlock()
+	removeDir(vm.qmpDir)
 	return nil
 }
 

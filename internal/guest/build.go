@@ -56,9 +56,35 @@ type BuildOptions struct {
 	// linux-image-6.1.0-56-amd64. Empty means $VSCARDKIT_GUEST_KERNEL, else
 	// the package linux-image-amd64 depends on in the installed apt lists.
 	KernelPackage string
+	// Udev adds systemd-udevd (the host's udevadm, package udev, with its
+	// libraries), so that a guest booted with the parameter vscard.udev=1
+	// runs it and its pcscd sees USB readers come and go. Without udevd,
+	// pcscd's libudev monitor hears nothing: it listens on the "udev"
+	// netlink group, which only udevd sends to.
+	Udev bool
+	// ExtraFiles are more host files for the image, with the libraries ldd
+	// lists for those that are dynamic executables or libraries (the built
+	// vscclient-go, say). They are part of the image's key: a changed file
+	// makes a new image. Nil means none.
+	ExtraFiles []File
 	// Logger receives progress messages. Nil means none.
 	Logger *slog.Logger
 }
+
+// File is a host file to copy into the guest image.
+type File struct {
+	// Host is the file's path on the host; symlinks are followed.
+	Host string
+	// Guest is the file's absolute path in the guest. Empty means the same
+	// path as on the host (with the host's symlinked directories resolved,
+	// as for the image's own files).
+	Guest string
+}
+
+// ErrBadFile is wrapped when an extra file cannot go into the image: its
+// guest path is not absolute and clean, or the image already has a file
+// there.
+var ErrBadFile = errors.New("guest: bad extra file")
 
 // DefaultCacheDir returns the cache directory Build uses when
 // BuildOptions.CacheDir is empty.
@@ -76,7 +102,8 @@ func DefaultCacheDir() (string, error) {
 // Build returns the guest image, building it when the cache has none for
 // the current inputs. The kernel comes from a Debian kernel package fetched
 // with `apt-get download`; the userland (busybox, pcscd with libccid,
-// OpenSC's tools and pcsc_scan) is copied from the host. A cold build takes
+// OpenSC's tools and pcsc_scan, udevd with opts.Udev, opts.ExtraFiles) is
+// copied from the host. A cold build takes
 // a few seconds plus the download; a cached one well under a second. Build
 // is safe to call from several processes at once: they serialise on a lock
 // file in the cache directory.
@@ -109,7 +136,7 @@ func Build(ctx context.Context, opts BuildOptions) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
-	t, err := rootfs(ctx, k)
+	t, err := rootfs(ctx, k, opts)
 	if err != nil {
 		return Image{}, err
 	}

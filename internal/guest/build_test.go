@@ -18,6 +18,10 @@ func TestNewestCachedKernel(t *testing.T) {
 		os.WriteFile(filepath.Join(d, "package"), []byte(pkg+"\n"), 0o644)
 		if complete {
 			os.WriteFile(filepath.Join(d, "release"), []byte(release+"\n"), 0o644)
+			os.MkdirAll(filepath.Join(d, "modules"), 0o755)
+			for _, m := range guestModules() {
+				os.WriteFile(kernelFiles{dir: d}.module(m.name), nil, 0o644)
+			}
 		}
 		when := time.Now().Add(-age)
 		os.Chtimes(d, when, when)
@@ -28,6 +32,10 @@ func TestNewestCachedKernel(t *testing.T) {
 	mk("kernel-a", "linux-image-a 1", "a", 2*time.Hour, true)
 	mk("kernel-b", "linux-image-b 2", "b", time.Hour, true)
 	mk("kernel-c", "linux-image-c 3", "c", 0, false) // interrupted: no release file
+	// An older builder's directory: complete then, but without the
+	// network module.
+	mk("kernel-d", "linux-image-d 4", "d", 0, true)
+	os.Remove(kernelFiles{dir: filepath.Join(dir, "kernel-d")}.module("e1000"))
 	pkg, k, ok := newestCachedKernel(dir)
 	if !ok || pkg != (kernelPkg{"linux-image-b", "2"}) || k.release != "b" || k.dir != filepath.Join(dir, "kernel-b") {
 		t.Fatalf("newestCachedKernel = %v %+v %v, want linux-image-b", pkg, k, ok)

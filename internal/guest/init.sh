@@ -9,7 +9,14 @@
 #   vscard.scenario=NAME[,NAME...]  the scenarios to run, in order, until
 #                         one fails (scenario_NAME below)
 #   vscard.timeout=SEC    power off after SEC seconds whatever happens (120)
-#   vscard.debug=1        run pcscd with --debug and print its log at the end
+#   vscard.debug=1        run pcscd with --debug and print its log (and
+#                         udevd's) at the end
+#   vscard.udev=1         run systemd-udevd (an image built with
+#                         BuildOptions.Udev) before pcscd, so that pcscd
+#                         sees USB readers come and go
+#   vscard.net=1          load the e1000 driver and give eth0 the address
+#                         QEMU's user-mode network (-netdev user) expects,
+#                         10.0.2.15/24
 # plus each scenario's own, listed with it.
 #
 # Output on the serial console, one marker per line:
@@ -20,6 +27,7 @@
 #                                     ("boot" or "watchdog" when the guest
 #                                     failed outside a scenario)
 #   VSCARD-ERROR MESSAGE              why it failed
+#   VSCARD-LOG TEXT                   a program's log
 #
 # To add a scenario, write a function scenario_NAME that prints results with
 # `result KEY VALUE` and returns non-zero on failure.
@@ -37,6 +45,8 @@ exec </dev/null
 P_scenario=none
 P_timeout=120
 P_debug=0
+P_udev=0
+P_net=0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	vscard.*=*)
@@ -73,6 +83,13 @@ finish() {
 	if [ "$P_debug" = 1 ] && [ -f /tmp/pcscd.log ]; then
 		sed 's/^/VSCARD-LOG pcscd: /' /tmp/pcscd.log
 	fi
+	if [ "$P_debug" = 1 ] && [ -f /tmp/udevd.log ]; then
+		sed 's/^/VSCARD-LOG udevd: /' /tmp/udevd.log
+	fi
+	# The client's log is short and is what a test of it needs.
+	if [ -f /tmp/client.log ]; then
+		sed 's/^/VSCARD-LOG vscclient-go: /' /tmp/client.log
+	fi
 	# Let the UART drain before the power goes.
 	sleep 0.2
 	poweroff -f
@@ -86,14 +103,68 @@ fail_boot() {
 }
 
 # reader_on_bus succeeds when QEMU's usb-ccid (08e6:4433) is on the USB bus.
+# It uses only shell builtins: the hotplug scenario calls it many times a
+# second.
 reader_on_bus() {
 	for d in /sys/bus/usb/devices/*; do
 		[ -r "$d/idVendor" ] || continue
-		if [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = 08e6:4433 ]; then
+		read -r v <"$d/idVendor" 2>/dev/null || continue
+		read -r p <"$d/idProduct" 2>/dev/null || continue
+		if [ "$v:$p" = 08e6:4433 ]; then
 			return 0
 		fi
 	done
 	return 1
+}
+
+# start_udev starts systemd-udevd and waits for its control socket.
+start_udev() {
+	udevd=/usr/lib/systemd/systemd-udevd
+	[ -x $udevd ] || {
+		error "vscard.udev=1 but the image has no $udevd (build it with BuildOptions.Udev)"
+		return 1
+	}
+	if [ "$P_debug" = 1 ]; then
+		$udevd --debug >/tmp/udevd.log 2>&1 &
+	else
+		$udevd >/tmp/udevd.log 2>&1 &
+	fi
+	i=0
+	until [ -S /run/udev/control ]; do
+		i=$((i + 1))
+		if [ $i -gt 250 ]; then
+			error "systemd-udevd made no control socket after 5s"
+			sed 's/^/VSCARD-ERROR udevd: /' /tmp/udevd.log | head -n 20
+			return 1
+		fi
+		sleep 0.02
+	done
+	event udev uptime_ms=$(uptime_ms)
+}
+
+# start_net loads the NIC driver and configures eth0 for QEMU's user-mode
+# network (guest 10.0.2.15/24; the host's forwarded services are on that
+# network too, such as a guestfwd address).
+start_net() {
+	insmod /lib/modules/e1000.ko || {
+		error "insmod e1000 failed"
+		return 1
+	}
+	ifconfig lo 127.0.0.1 up
+	i=0
+	until [ -e /sys/class/net/eth0 ]; do
+		i=$((i + 1))
+		if [ $i -gt 250 ]; then
+			error "no eth0 after 5s (is -device e1000 on the QEMU command line?)"
+			return 1
+		fi
+		sleep 0.02
+	done
+	ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || {
+		error "ifconfig eth0 failed"
+		return 1
+	}
+	event net uptime_ms=$(uptime_ms)
 }
 
 # list_readers prints the PC/SC reader names, one a line.
@@ -407,6 +478,159 @@ scenario_piv() {
 	result signature "$(od -An -v -tx1 /tmp/piv.sig | hexstr)"
 }
 
+# ---- vscclient-go inside the guest ----
+
+# CLIENT_PID is the pid of the client the client scenario started.
+CLIENT_PID=
+
+# client_alive succeeds while the client runs (an exited child that was not
+# waited for is a zombie, which kill -0 does not tell apart).
+client_alive() {
+	[ -n "$CLIENT_PID" ] && [ -r /proc/$CLIENT_PID/stat ] || return 1
+	cstate=$(awk '{ print $3 }' /proc/$CLIENT_PID/stat 2>/dev/null)
+	[ -n "$cstate" ] && [ "$cstate" != Z ]
+}
+
+# client_cpu prints the client's CPU time in clock ticks (utime + stime,
+# USER_HZ = 100 a second) and its context switches (voluntary and not, all
+# threads): "TICKS SWITCHES".
+client_cpu() {
+	ticks=$(awk '{ print $14 + $15 }' /proc/$CLIENT_PID/stat 2>/dev/null)
+	switches=$(cat /proc/$CLIENT_PID/task/*/status 2>/dev/null |
+		awk '/voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }')
+	echo "${ticks:-0} ${switches:-0}"
+}
+
+# Scenario client: start vscclient-go (put into the image with
+# BuildOptions.ExtraFiles at /usr/bin/vscclient-go) in the background, as
+# the guest's own VSCard client of a host it reaches over the network
+# (vscard.net=1). Its log goes to the console as VSCARD-LOG lines when the
+# guest powers off.
+# Parameters: vscard.connect=HOST:PORT (required, TCP), vscard.card=CARD
+# (pcsc), vscard.client_log=LEVEL (debug).
+# Events: "client pid=N uptime_ms=MS".
+scenario_client() {
+	[ -x /usr/bin/vscclient-go ] || {
+		error "the image has no /usr/bin/vscclient-go (BuildOptions.ExtraFiles)"
+		return 2
+	}
+	[ -n "$P_connect" ] || {
+		error "vscard.connect is empty"
+		return 2
+	}
+	vscclient-go --card "${P_card:-pcsc}" --connect "tcp://$P_connect" \
+		--log-level "${P_client_log:-debug}" >/tmp/client.log 2>&1 &
+	CLIENT_PID=$!
+	client_alive || {
+		error "vscclient-go exited at once"
+		return 1
+	}
+	event client pid=$CLIENT_PID uptime_ms=$(uptime_ms)
+}
+
+# Scenario hotplug: report QEMU's reader leaving and joining the USB bus
+# while the host unplugs and plugs usb-ccid (QMP device_del, device_add),
+# and, when the client scenario started vscclient-go, the CPU it used while
+# the reader was away. The host marks when the count starts by typing the
+# line "idle" on the console (VM.SendLine) while the reader is away, once
+# the client has done its part of the removal; the count ends when the
+# reader is back.
+# Parameters: vscard.changes=N (2): stop after N changes.
+# Events: "usb state=absent|present change=I uptime_ms=MS";
+# "idle-start uptime_ms=MS" when the count starts.
+# Results: changes=N; for the Ith count: idle_ms.I (how long), idle_ticks.I
+# (the client's CPU time in 10 ms clock ticks), idle_switches.I (its
+# context switches); idle_measured=N.
+# Fails when the client exits meanwhile, or the host marks "idle" while the
+# reader is there.
+scenario_hotplug() {
+	want=${P_changes:-2}
+	stty -F /dev/console -echo 2>/dev/null
+	exec 3</dev/console
+	if reader_on_bus; then last=present; else last=absent; fi
+	changes=0
+	measured=0
+	since=
+	rc=0
+	while [ $changes -lt "$want" ]; do
+		if reader_on_bus; then state=present; else state=absent; fi
+		now=$(now_us)
+		if [ $state != $last ]; then
+			event usb state=$state change=$changes uptime_ms=$((now / 1000))
+			changes=$((changes + 1))
+			last=$state
+			if [ $state = present ] && [ -n "$since" ]; then
+				set -- $(client_cpu)
+				result "idle_ms.$measured" $(((now - since) / 1000))
+				result "idle_ticks.$measured" $(($1 - since_ticks))
+				result "idle_switches.$measured" $(($2 - since_switches))
+				measured=$((measured + 1))
+				since=
+			fi
+		fi
+		if [ -n "$CLIENT_PID" ] && ! client_alive; then
+			error "vscclient-go exited while the reader came and went"
+			rc=1
+			break
+		fi
+		# Wait 50 ms for a line from the host, which is the poll interval
+		# when none comes.
+		if IFS= read -r -t 0.05 line <&3 && [ "$line" = idle ]; then
+			if [ $last != absent ]; then
+				error "the host marked idle while the reader is on the bus"
+				rc=1
+				break
+			fi
+			set -- $(client_cpu)
+			since=$(now_us) since_ticks=$1 since_switches=$2
+			event idle-start uptime_ms=$((since / 1000))
+		fi
+	done
+	exec 3<&-
+	result changes $changes
+	result idle_measured $measured
+	return $rc
+}
+
+# Scenario wait_host: wait until the host types a line on the console
+# (VM.SendLine), so that the host can finish its part before the next
+# scenario runs.
+# Events: "waiting uptime_ms=MS". Results: host_line=LINE.
+scenario_wait_host() {
+	stty -F /dev/console -echo 2>/dev/null
+	event waiting uptime_ms=$(uptime_ms)
+	IFS= read -r line </dev/console || {
+		error "the console's input ended"
+		return 1
+	}
+	result host_line "$line"
+}
+
+# Scenario client_stop: stop vscclient-go with SIGTERM (it removes its card
+# and reader from the host first) and report how it ended.
+# Results: client_rc=N, its exit status.
+# Fails when it had exited before, or does not exit within 10 s.
+scenario_client_stop() {
+	client_alive || {
+		error "vscclient-go is not running"
+		return 1
+	}
+	kill -TERM $CLIENT_PID
+	i=0
+	while client_alive; do
+		i=$((i + 1))
+		if [ $i -gt 500 ]; then
+			error "vscclient-go still runs 10s after SIGTERM"
+			return 1
+		fi
+		sleep 0.02
+	done
+	wait $CLIENT_PID
+	rc=$?
+	result client_rc $rc
+	[ $rc = 0 ]
+}
+
 # Scenario shell: an interactive shell on the console, for debugging by hand
 # (qemu ... -serial stdio).
 scenario_shell() {
@@ -445,7 +669,15 @@ for m in usb-common usbcore uhci-hcd; do
 	fi
 done
 
-# There is no udev here: pcscd only sees the readers present when it starts.
+if [ "$P_net" = 1 ]; then
+	start_net || fail_boot "no network"
+fi
+if [ "$P_udev" = 1 ]; then
+	start_udev || fail_boot "no udevd"
+fi
+
+# Without udevd (vscard.udev=1), pcscd only sees the readers present when it
+# starts.
 i=0
 until reader_on_bus; do
 	i=$((i + 1))

@@ -20,13 +20,31 @@ import (
 // the installed apt lists currently offer.
 const kernelMeta = "linux-image-amd64"
 
-// usbModules are the kernel modules the guest loads, in load order: USB core
-// and the UHCI host controller of QEMU's pc machine are modules in Debian's
-// kernel.
-var usbModules = []struct{ name, dir string }{
+// kernelModule is a kernel module taken from the kernel package.
+type kernelModule struct {
+	name string // file name without .ko
+	dir  string // directory under lib/modules/RELEASE/kernel
+}
+
+// usbModules are the kernel modules the guest always loads, in load order:
+// USB core and the UHCI host controller of QEMU's pc machine are modules in
+// Debian's kernel.
+var usbModules = []kernelModule{
 	{"usb-common", "drivers/usb/common"},
 	{"usbcore", "drivers/usb/core"},
 	{"uhci-hcd", "drivers/usb/host"},
+}
+
+// netModules are loaded when a scenario asks for the network
+// (vscard.net=1): the driver of QEMU's e1000 NIC, which needs no other
+// module.
+var netModules = []kernelModule{
+	{"e1000", "drivers/net/ethernet/intel/e1000"},
+}
+
+// guestModules are all the modules copied into the guest.
+func guestModules() []kernelModule {
+	return append(append([]kernelModule(nil), usbModules...), netModules...)
 }
 
 // kernelPkg names a Debian kernel image package.
@@ -119,14 +137,14 @@ func (k kernelFiles) module(name string) string {
 	return filepath.Join(k.dir, "modules", name+".ko")
 }
 
-// prepareKernel returns the uncompressed kernel and the USB modules of pkg,
+// prepareKernel returns the uncompressed kernel and the guest's modules of pkg,
 // from the cache or else downloaded with apt-get and extracted into
 // cacheDir/kernel-ID. It deletes the downloaded package once extracted.
 func prepareKernel(ctx context.Context, cacheDir string, pkg kernelPkg) (kernelFiles, error) {
 	dir := filepath.Join(cacheDir, "kernel-"+pkg.id())
-	if rel, err := os.ReadFile(filepath.Join(dir, "release")); err == nil {
+	if k, ok := completeKernel(dir); ok {
 		touch(dir)
-		return kernelFiles{dir: dir, release: strings.TrimSpace(string(rel))}, nil
+		return k, nil
 	}
 	tmp, err := os.MkdirTemp(cacheDir, "tmp-kernel-")
 	if err != nil {
@@ -169,10 +187,32 @@ func prepareKernel(ctx context.Context, cacheDir string, pkg kernelPkg) (kernelF
 	if err := os.WriteFile(filepath.Join(out, "release"), []byte(release+"\n"), 0o644); err != nil {
 		return kernelFiles{}, fmt.Errorf("guest: %w", err)
 	}
+	// A directory left by an older builder that took fewer modules is
+	// replaced.
+	if err := os.RemoveAll(dir); err != nil {
+		return kernelFiles{}, fmt.Errorf("guest: %w", err)
+	}
 	if err := os.Rename(out, dir); err != nil {
 		return kernelFiles{}, fmt.Errorf("guest: %w", err)
 	}
 	return kernelFiles{dir: dir, release: release}, nil
+}
+
+// completeKernel returns the kernel files in dir when the directory is
+// complete: its release file (written last) and every module the guest
+// takes are there.
+func completeKernel(dir string) (kernelFiles, bool) {
+	rel, err := os.ReadFile(filepath.Join(dir, "release"))
+	if err != nil {
+		return kernelFiles{}, false
+	}
+	k := kernelFiles{dir: dir, release: strings.TrimSpace(string(rel))}
+	for _, m := range guestModules() {
+		if _, err := os.Stat(k.module(m.name)); err != nil {
+			return kernelFiles{}, false
+		}
+	}
+	return k, true
 }
 
 // newestCachedKernel returns the complete kernel directory in cacheDir used
@@ -183,10 +223,10 @@ func newestCachedKernel(cacheDir string) (kernelPkg, kernelFiles, bool) {
 	var bestPkg kernelPkg
 	var bestTime int64
 	for _, d := range dirs {
-		rel, err1 := os.ReadFile(filepath.Join(d, "release"))
+		k, ok := completeKernel(d)
 		p, err2 := os.ReadFile(filepath.Join(d, "package"))
 		fi, err3 := os.Stat(d)
-		if err1 != nil || err2 != nil || err3 != nil {
+		if !ok || err2 != nil || err3 != nil {
 			continue
 		}
 		name, ver, ok := strings.Cut(strings.TrimSpace(string(p)), " ")
@@ -194,7 +234,7 @@ func newestCachedKernel(cacheDir string) (kernelPkg, kernelFiles, bool) {
 			continue
 		}
 		if t := fi.ModTime().UnixNano(); bestPkg.Name == "" || t > bestTime {
-			best = kernelFiles{dir: d, release: strings.TrimSpace(string(rel))}
+			best = k
 			bestPkg = kernelPkg{Name: name, Version: ver}
 			bestTime = t
 		}
@@ -202,7 +242,7 @@ func newestCachedKernel(cacheDir string) (kernelPkg, kernelFiles, bool) {
 	return bestPkg, best, bestPkg.Name != ""
 }
 
-// extractDeb takes boot/vmlinuz-* and the USB modules out of the kernel
+// extractDeb takes boot/vmlinuz-* and the guest's modules out of the kernel
 // package deb (through dpkg-deb --fsys-tarfile) into out, and returns the
 // kernel release and the vmlinuz path.
 func extractDeb(ctx context.Context, deb, out string) (release, vmlinuz string, err error) {
@@ -232,7 +272,7 @@ func extractDeb(ctx context.Context, deb, out string) (release, vmlinuz string, 
 // extractTar is extractDeb's reading of the package's file system tar.
 func extractTar(r io.Reader, out string) (release, vmlinuz string, err error) {
 	want := map[string]string{} // path suffix after the release -> destination
-	for _, m := range usbModules {
+	for _, m := range guestModules() {
 		want["kernel/"+m.dir+"/"+m.name+".ko"] = filepath.Join(out, "modules", m.name+".ko")
 	}
 	found := map[string]bool{}
@@ -276,7 +316,7 @@ func extractTar(r io.Reader, out string) (release, vmlinuz string, err error) {
 	}
 	for suffix := range want {
 		if !found[suffix] {
-			return "", "", fmt.Errorf("guest: kernel package has no %s (is USB built in? this builder expects modules)", suffix)
+			return "", "", fmt.Errorf("guest: kernel package has no %s (is the driver built in? this builder expects modules)", suffix)
 		}
 	}
 	return release, vmlinuz, nil

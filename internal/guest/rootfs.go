@@ -51,9 +51,17 @@ const ccidBundle = "/usr/lib/pcsc/drivers/ifd-ccid.bundle"
 // optionalConfig is copied when the host has it.
 var optionalConfig = []string{"/etc/opensc.conf"}
 
-// rootfs describes the guest's root file system: the init script, the USB
-// modules of k and the host's programs with their libraries.
-func rootfs(ctx context.Context, k kernelFiles) (tree, error) {
+// udevadm is the udev package's binary; it runs as the daemon when invoked
+// as systemd-udevd, the name udevdPath links to it by.
+const (
+	udevadm   = "/usr/bin/udevadm"
+	udevdPath = "/usr/lib/systemd/systemd-udevd"
+)
+
+// rootfs describes the guest's root file system: the init script, the
+// modules of k, the host's programs with their libraries, and what opts
+// adds.
+func rootfs(ctx context.Context, k kernelFiles, opts BuildOptions) (tree, error) {
 	t := tree{}
 	// A merged-/usr layout like the host's, so that the paths ldd prints
 	// and the ones compiled into the programs hold in the guest too.
@@ -73,12 +81,17 @@ func rootfs(ctx context.Context, k kernelFiles) (tree, error) {
 	t.add("/usr/bin/sh", &entry{kind: kindSymlink, target: "busybox"})
 	t.add("/etc/release", &entry{kind: kindFile, perm: 0o644, data: []byte("vscardkit test guest, kernel " + k.release + "\n")})
 
-	for _, m := range usbModules {
+	for _, m := range guestModules() {
 		t.add("/usr/lib/modules/"+m.name+".ko", &entry{kind: kindFile, perm: 0o644, src: k.module(m.name)})
 	}
 
 	var elfs []string
-	for _, p := range hostPrograms {
+	programs := hostPrograms
+	if opts.Udev {
+		programs = append(programs[:len(programs):len(programs)], udevadm)
+		t.add(udevdPath, &entry{kind: kindSymlink, target: "../../bin/udevadm"})
+	}
+	for _, p := range programs {
 		if err := addHostFile(t, p); err != nil {
 			return nil, err
 		}
@@ -103,6 +116,12 @@ func rootfs(ctx context.Context, k kernelFiles) (tree, error) {
 		}
 	}
 
+	extra, err := addExtraFiles(t, opts.ExtraFiles)
+	if err != nil {
+		return nil, err
+	}
+	elfs = append(elfs, extra...)
+
 	libs := map[string]bool{}
 	for _, p := range elfs {
 		deps, err := ldd(ctx, p)
@@ -119,6 +138,47 @@ func rootfs(ctx context.Context, k kernelFiles) (tree, error) {
 		}
 	}
 	return t, nil
+}
+
+// addExtraFiles adds BuildOptions.ExtraFiles to t and returns the host
+// paths of the ELF files among them, whose libraries the image needs too.
+// It adds them after the image's own files, so that a clash is seen.
+func addExtraFiles(t tree, files []File) ([]string, error) {
+	var elfs []string
+	for _, f := range files {
+		fi, err := os.Stat(f.Host)
+		if err != nil {
+			return nil, fmt.Errorf("guest: extra file: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadFile, f.Host)
+		}
+		dst := f.Guest
+		if dst == "" {
+			if dst, err = canonical(f.Host); err != nil {
+				return nil, err
+			}
+			if !path.IsAbs(dst) {
+				return nil, fmt.Errorf("%w: %s is not an absolute path", ErrBadFile, f.Host)
+			}
+		}
+		if !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/" {
+			return nil, fmt.Errorf("%w: guest path %q is not absolute and clean", ErrBadFile, dst)
+		}
+		if _, ok := t[dst]; ok {
+			return nil, fmt.Errorf("%w: the image already has %s", ErrBadFile, dst)
+		}
+		for d := path.Dir(dst); d != "/"; d = path.Dir(d) {
+			if e, ok := t[d]; ok && e.kind != kindDir {
+				return nil, fmt.Errorf("%w: guest path %s goes through %s, which is not a directory in the image (the image has /usr/bin, /usr/lib... behind /bin, /lib...)", ErrBadFile, dst, d)
+			}
+		}
+		t.add(dst, &entry{kind: kindFile, perm: fi.Mode().Perm(), src: f.Host})
+		if isELF(f.Host) {
+			elfs = append(elfs, f.Host)
+		}
+	}
+	return elfs, nil
 }
 
 // canonical returns p with the symlinks in its directory resolved (so that
