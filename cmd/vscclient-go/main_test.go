@@ -49,6 +49,22 @@ func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...v
 	return e
 }
 
+// recoveryBound is issue 3's bound: once a lost peer (card, reader, pcscd,
+// host) is back, the host has the card announced within it.
+const recoveryBound = 2 * time.Second
+
+// checkRecovered fails the test when e, the event that completes the
+// recovery, came more than recoveryBound after the peer was back, and logs
+// the time it took.
+func checkRecovered(t *testing.T, what string, back time.Time, e vscard.Event) {
+	t.Helper()
+	took := e.Time.Sub(back)
+	t.Logf("%s: card announced %v after the peer was back", what, took.Round(time.Millisecond))
+	if took > recoveryBound {
+		t.Errorf("%s: card announced %v after the peer was back, want within %v", what, took, recoveryBound)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	bin := filepath.Join(harness.Commands(t), "vscclient-go")
 	for _, tc := range []struct {

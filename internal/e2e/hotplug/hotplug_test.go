@@ -305,6 +305,20 @@ func (r *rig) replug(ctx context.Context, newChardev bool) time.Time {
 	return start
 }
 
+// recoveryBound is issue 3's bound: once the reader is back (on the
+// guest's USB bus), the host has its card within it.
+const recoveryBound = 2 * time.Second
+
+// checkRecovered fails the test when the card reached the host (cardAt)
+// more than recoveryBound after the reader was back in the guest (readerAt),
+// both measured from device_add.
+func checkRecovered(t *testing.T, what string, readerAt, cardAt time.Duration) {
+	t.Helper()
+	if took := cardAt - readerAt; took > recoveryBound {
+		t.Errorf("%s: the host had the card %v after the reader was back in the guest, want within %v", what, took, recoveryBound)
+	}
+}
+
 // idle is one absence of the reader as the guest measured it.
 type idle struct {
 	ms, ticks, switches int
@@ -389,6 +403,7 @@ func TestReaderUnplugged(t *testing.T) {
 	if back.Fields["state"] != "present" {
 		t.Fatalf("the guest saw its reader %s, want present", back.Fields["state"])
 	}
+	checkRecovered(t, "replug", r.since(start, back), sent[len(sent)-1].At.Sub(start))
 	rtt = r.checkSelect(ctx)
 	t.Logf("replug: the guest's shell saw the reader on the USB bus %v after device_add; ReaderAdd %v and ATR %v after it; reader %q; SELECT round trip %v",
 		r.since(start, back).Round(time.Millisecond), sent[0].At.Sub(start).Round(time.Millisecond), sent[len(sent)-1].At.Sub(start).Round(time.Millisecond), second, rtt.Round(time.Millisecond))
@@ -461,6 +476,7 @@ func TestReaderReplugSameChardev(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the card did not come back to the guest's reader (%v); the host's vscclient-go:\n%s", err, r.soft.Output())
 	}
+	checkRecovered(t, "replug on the same chardev", r.since(start, back), ins.Time.Sub(start))
 	rtt := r.checkSelect(ctx)
 	out := r.soft.Output()
 	if !strings.Contains(out, "card device was re-created") {
