@@ -7,8 +7,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -141,7 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	switch {
 	case fs.NArg() == 2 && o.connect == "":
-		o.connect = "tcp://" + joinHostPort(fs.Arg(0), fs.Arg(1))
+		// A bracketed IPv6 host ("[::1]") is taken as it is.
+		o.connect = "tcp://" + net.JoinHostPort(strings.Trim(fs.Arg(0), "[]"), fs.Arg(1))
 	case fs.NArg() == 0 && o.connect != "":
 	case fs.NArg() == 0:
 		return nil, cli.Usagef("where is the VM? give HOST PORT or --connect")
@@ -152,13 +153,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, cli.Usagef("--trace-secrets goes with --apdu-trace")
 	}
 	return o, nil
-}
-
-func joinHostPort(host, port string) string {
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		return "[" + host + "]:" + port
-	}
-	return host + ":" + port
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
@@ -223,7 +217,7 @@ func parseTarget(s string) (target, error) {
 	switch {
 	case strings.HasPrefix(s, "tcp://"), strings.HasPrefix(s, "tls://"):
 		addr := s[len("tcp://"):]
-		if _, port, err := splitHostPort(addr); err != nil || port == "" {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return target{}, cli.WithHint(cli.Usagef("--connect %q: want HOST:PORT after the scheme", s), hint)
 		}
 		return target{network: "tcp", address: addr, tls: strings.HasPrefix(s, "tls://")}, nil
@@ -235,16 +229,4 @@ func parseTarget(s string) (target, error) {
 		return target{network: "unix", address: path}, nil
 	}
 	return target{}, cli.WithHint(cli.Usagef("--connect %q: unknown scheme", s), hint)
-}
-
-func splitHostPort(addr string) (string, string, error) {
-	i := strings.LastIndex(addr, ":")
-	if i < 0 {
-		return "", "", errors.New("no port")
-	}
-	host, port := addr[:i], addr[i+1:]
-	if strings.Contains(host, ":") && !(strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")) {
-		return "", "", errors.New("IPv6 address without brackets")
-	}
-	return host, port, nil
 }
