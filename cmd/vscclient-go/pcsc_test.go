@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -213,7 +214,7 @@ func TestReadersCommand(t *testing.T) {
 		out, _ = cmd.Output()
 		return bytes.Contains(out, []byte("ATR"))
 	})
-	if !bytes.Contains(out, []byte(p.Readers[0])) || !bytes.Contains(out, []byte(strings.ToUpper(hexs(card.ATR())))) {
+	if !bytes.Contains(out, []byte(p.Readers[0])) || !bytes.Contains(out, fmt.Appendf(nil, "%X", card.ATR())) {
 		t.Fatalf("readers printed:\n%s", out)
 	}
 	// With no pcscd, an error a person can act on.
@@ -225,13 +226,4 @@ func TestReadersCommand(t *testing.T) {
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "is pcscd running?") {
 		t.Fatalf("without pcscd: %v\n%s", err, stderr.String())
 	}
-}
-
-func hexs(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
 }
