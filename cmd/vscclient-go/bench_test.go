@@ -40,16 +40,11 @@ func BenchmarkAPDURoundTrip(b *testing.B) {
 
 	b.Run("direct", func(b *testing.B) {
 		var c *reader.Card
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		harness.WaitFor(b, 10*time.Second, "a card to connect to in "+p.Readers[0], func() bool {
 			var err error
-			if c, err = reader.Connect(ctx, p.Readers[0], nil); err == nil {
-				break
-			} else if time.Now().After(deadline) {
-				b.Fatal(err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			c, err = reader.Connect(ctx, p.Readers[0], nil)
+			return err == nil
+		})
 		defer c.Close()
 		harness.BenchRoundTrips(b, func() error { return ok(c.Transmit(ctx, cmd)) })
 	})
