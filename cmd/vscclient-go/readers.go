@@ -56,7 +56,9 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		j := readerJSON{Index: i, Name: r.Name, Card: r.CardPresent, Mute: r.Mute, InUse: r.InUse, Exclusive: r.Exclusive}
 		if r.CardPresent {
 			j.ATR = fmt.Sprintf("%X", r.ATR)
-			j.Protocols = protocols(r.Protocols)
+			if r.Protocols != 0 {
+				j.Protocols = strings.Split(r.Protocols.String(), "|")
+			}
 		}
 		out = append(out, j)
 	}
@@ -88,15 +90,4 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "%d  %s  %s\n", r.Index, r.Name, state)
 	}
 	return nil
-}
-
-func protocols(p reader.Protocol) []string {
-	var out []string
-	if p&reader.T0 != 0 {
-		out = append(out, "T=0")
-	}
-	if p&reader.T1 != 0 {
-		out = append(out, "T=1")
-	}
-	return out
 }
