@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/vscardkit/vscardkit/internal/bridge"
@@ -186,12 +185,12 @@ func (s *Source) disconnect() {
 	}
 }
 
-// pcscCard is a connected card as the bridge sees it.
+// pcscCard is a connected card as the bridge sees it. reader.Card runs one
+// PC/SC call at a time, so it needs no lock of its own.
 type pcscCard struct {
 	c      *reader.Card
 	src    *Source
 	shared bool
-	mu     sync.Mutex
 }
 
 // Transmit sends cmd to the card. When the card was reset or replaced
@@ -217,7 +216,5 @@ func (p *pcscCard) Reset(ctx context.Context) error {
 	if p.shared {
 		return nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.c.Reconnect(ctx, true)
 }
