@@ -1,6 +1,9 @@
 package reader
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Protocol is a set of smart card transmission protocols (the PC/SC
 // SCARD_PROTOCOL_* bits).
@@ -23,22 +26,12 @@ func (p Protocol) String() string {
 		parts = append(parts, "T=1")
 	}
 	if rest := p &^ Any; rest != 0 {
-		parts = append(parts, "0x"+hex32(uint32(rest)))
+		parts = append(parts, fmt.Sprintf("0x%X", uint32(rest)))
 	}
 	if len(parts) == 0 {
 		return "none"
 	}
 	return strings.Join(parts, "|")
-}
-
-func hex32(v uint32) string {
-	const digits = "0123456789ABCDEF"
-	var b [8]byte
-	for i := 7; i >= 0; i-- {
-		b[i] = digits[v&0xF]
-		v >>= 4
-	}
-	return strings.TrimLeft(string(b[:]), "0")
 }
 
 // ATRProtocols returns the protocols an ATR offers (ISO/IEC 7816-3 section
