@@ -27,18 +27,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/xmlconfig"
 )
 
 // Program is the name messages start with.
 const Program = "vscclient-go"
-
-// Exit codes.
-const (
-	ExitOK    = 0
-	ExitError = 1
-	ExitUsage = 2
-)
 
 // DefaultPort is the TCP port QEMU listens on when --port is not given (the
 // one QEMU's and libvirt's documentation use).
@@ -130,20 +124,6 @@ Example:
   vscclient-go config tls-certs --host vmhost.example /etc/pki/libvirt-chardev
 `
 
-// usageError is a command-line error: exit code 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-// hinted is an error with a hint line.
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h *hinted) Error() string { return h.err.Error() }
-func (h *hinted) Unwrap() error { return h.err }
-
 // Main runs `vscclient-go config` with args (the arguments after "config"),
 // reading a domain from stdin when asked (--domain -), and returns the exit
 // code. ctx is unused today: nothing blocks but stdin.
@@ -158,27 +138,29 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	return report(err, stderr)
 }
 
-// report prints err and returns the exit code for it.
+// report prints err and returns the exit code for it (the cli package's
+// codes). It is cli.Report less its generic usage hint, which would name
+// 'vscclient-go --help', and with the hints of hintFor for xmlconfig's
+// errors, whose package prefix it leaves out.
 func report(err error, stderr io.Writer) int {
-	if err == nil {
-		return ExitOK
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return cli.ExitOK
 	}
 	msg := strings.TrimPrefix(err.Error(), "xmlconfig: ")
+	code := cli.ExitFailure
+	if errors.Is(err, cli.ErrUsage) {
+		msg = strings.TrimPrefix(msg, cli.ErrUsage.Error()+": ")
+		code = cli.ExitUsage
+	}
 	fmt.Fprintf(stderr, "%s: error: %s\n", Program, msg)
-	var h *hinted
-	if errors.As(err, &h) && h.hint != "" {
-		fmt.Fprintf(stderr, "hint: %s\n", h.hint)
-	} else if hint := hintFor(err); hint != "" {
+	hint := cli.Hint(err)
+	if hint == "" {
+		hint = hintFor(err)
+	}
+	if hint != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", hint)
 	}
-	var ue *usageError
-	if errors.As(err, &ue) {
-		return ExitUsage
-	}
-	return ExitError
+	return code
 }
 
 // hintFor returns the hint for an xmlconfig error.
@@ -255,11 +237,11 @@ func parseFlags(args []string) (*options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, &hinted{err: &usageError{err.Error()}, hint: "run 'vscclient-go config --help' for the flags and examples"}
+		return nil, cli.WithHint(cli.Usagef("%v", err), "run 'vscclient-go config --help' for the flags and examples")
 	}
 	if fs.NArg() > 0 {
-		return nil, &hinted{err: &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))},
-			hint: "config takes flags only (or the subcommand tls-certs DIR); run 'vscclient-go config --help'"}
+		return nil, cli.WithHint(cli.Usagef("unexpected argument %q", fs.Arg(0)),
+			"config takes flags only (or the subcommand tls-certs DIR); run 'vscclient-go config --help'")
 	}
 	portSet := false
 	fs.Visit(func(f *flag.Flag) {
@@ -271,10 +253,10 @@ func parseFlags(args []string) (*options, error) {
 	switch o.format {
 	case "all", "xml", "argv", "client", "qemu-conf":
 	default:
-		return nil, &hinted{err: &usageError{fmt.Sprintf("unknown --format %q", o.format)}, hint: "use xml, argv, client, qemu-conf or all"}
+		return nil, cli.WithHint(cli.Usagef("unknown --format %q", o.format), "use xml, argv, client, qemu-conf or all")
 	}
 	if o.domain != "" && o.newDomain != "" {
-		return nil, &usageError{"--domain and --new-domain exclude each other: edit a domain, or make a new one"}
+		return nil, cli.Usagef("--domain and --new-domain exclude each other: edit a domain, or make a new one")
 	}
 
 	c := xmlconfig.Config{
@@ -365,7 +347,7 @@ func write(stdout io.Writer, o *options, c xmlconfig.Config, domainXML []byte) e
 			return err
 		}
 		if conf == "" {
-			return &hinted{err: errors.New("this configuration needs no qemu.conf settings"), hint: "qemu.conf settings are for --tls"}
+			return cli.WithHint(errors.New("this configuration needs no qemu.conf settings"), "qemu.conf settings are for --tls")
 		}
 		_, err = io.WriteString(stdout, conf)
 		return err
@@ -398,7 +380,7 @@ func readDomain(path string, stdin io.Reader) ([]byte, error) {
 	} else {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, &hinted{err: fmt.Errorf("reading the domain: %w", err), hint: "save it with 'virsh dumpxml DOMAIN > FILE', or pipe it in with --domain -"}
+			return nil, cli.WithHint(fmt.Errorf("reading the domain: %w", err), "save it with 'virsh dumpxml DOMAIN > FILE', or pipe it in with --domain -")
 		}
 		defer f.Close()
 		r = f
@@ -558,7 +540,7 @@ func writeAll(w io.Writer, c xmlconfig.Config, domainXML []byte, whole bool) err
 func parseDays(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 100*365 {
-		return 0, &usageError{fmt.Sprintf("--days %q: want a number of days from 1 to 36500", s)}
+		return 0, cli.Usagef("--days %q: want a number of days from 1 to 36500", s)
 	}
 	return n, nil
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/vscard"
 )
@@ -61,9 +62,9 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// cli runs `vscclient-go config args...`, requires success and returns what
+// config runs `vscclient-go config args...`, requires success and returns what
 // it printed on stdout.
-func cli(t *testing.T, args ...string) string {
+func config(t *testing.T, args ...string) string {
 	t.Helper()
 	code, stdout, stderr := runCLI(t, args, nil)
 	if code != 0 {
@@ -258,7 +259,7 @@ func TestLibvirtDomainHandshake(t *testing.T) {
 	for _, tc := range libvirtCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "vsck-cli-" + tc.name
-			dom := cli(t, append([]string{"--new-domain", name, "--format", "xml"}, tc.args...)...)
+			dom := config(t, append([]string{"--new-domain", name, "--format", "xml"}, tc.args...)...)
 			f := filepath.Join(t.TempDir(), "domain.xml")
 			if err := os.WriteFile(f, []byte(dom), 0o600); err != nil {
 				t.Fatal(err)
@@ -280,7 +281,7 @@ func TestLibvirtDomainHandshake(t *testing.T) {
 			}
 			t.Logf("virsh start --paused took %v", time.Since(start))
 
-			client := parseClient(t, cli(t, append([]string{"--format", "client"}, tc.args...)...))
+			client := parseClient(t, config(t, append([]string{"--format", "client"}, tc.args...)...))
 			waitChardev(t, client, func() bool { return false })
 			handshake(t, client)
 			if client.useTLS {
@@ -302,10 +303,10 @@ func TestQEMUArgvHandshake(t *testing.T) {
 	bin := harness.LookPath(t, "QEMU (qemu-system-x86)", harness.QEMUBinary)
 	for _, tc := range libvirtCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := splitWords(t, cli(t, append([]string{"--format", "argv"}, tc.args...)...))
+			opts := splitWords(t, config(t, append([]string{"--format", "argv"}, tc.args...)...))
 			args := append([]string{"-machine", "pc,accel=tcg", "-nodefaults", "-display", "none", "-S", "-usb"}, opts...)
 			p := harness.Start(t, "qemu", exec.Command(bin, args...))
-			client := parseClient(t, cli(t, append([]string{"--format", "client"}, tc.args...)...))
+			client := parseClient(t, config(t, append([]string{"--format", "client"}, tc.args...)...))
 			waitChardev(t, client, p.Exited)
 			if p.Exited() {
 				t.Fatalf("QEMU %q exited: %v\n%s", args, p.Err(), p.Output())
@@ -338,7 +339,7 @@ func TestTLSCertsCommand(t *testing.T) {
 		t.Errorf("the report does not say what the certificate is for and what comes next:\n%s", stdout)
 	}
 	code, _, stderr = runCLI(t, []string{"tls-certs", dir}, nil)
-	if code != ExitError || !strings.Contains(stderr, "file exists") || !strings.Contains(stderr, "hint: add --force") {
+	if code != cli.ExitFailure || !strings.Contains(stderr, "file exists") || !strings.Contains(stderr, "hint: add --force") {
 		t.Errorf("second run: exit %d, stderr %q; want a refusal with a --force hint", code, stderr)
 	}
 	if code, _, stderr := runCLI(t, []string{"tls-certs", "--force", dir}, nil); code != 0 {
@@ -362,7 +363,7 @@ func TestDomainFromFileMatchesStdin(t *testing.T) {
 	// An oversized input is refused without reading it all.
 	big := io.MultiReader(strings.NewReader("<domain>"), zeroReader{})
 	var stdout, stderr bytes.Buffer
-	if code := Main(context.Background(), []string{"--domain", "-"}, big, &stdout, &stderr); code != ExitError || !strings.Contains(stderr.String(), "larger than") {
+	if code := Main(context.Background(), []string{"--domain", "-"}, big, &stdout, &stderr); code != cli.ExitFailure || !strings.Contains(stderr.String(), "larger than") {
 		t.Errorf("oversized stdin: exit %d, %s", code, stderr.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/tlscerts"
 )
 
@@ -31,10 +32,10 @@ func runTLSCerts(args []string, stdout, stderr io.Writer) error {
 			io.WriteString(stdout, tlsUsage)
 			return err
 		}
-		return &hinted{err: &usageError{err.Error()}, hint: "run 'vscclient-go config tls-certs --help'"}
+		return cli.WithHint(cli.Usagef("%v", err), "run 'vscclient-go config tls-certs --help'")
 	}
 	if fs.NArg() != 1 {
-		return &hinted{err: &usageError{"tls-certs takes one directory"}, hint: "vscclient-go config tls-certs [--host NAME]... DIR"}
+		return cli.WithHint(cli.Usagef("tls-certs takes one directory"), "vscclient-go config tls-certs [--host NAME]... DIR")
 	}
 	dir := fs.Arg(0)
 	n, err := parseDays(days)
@@ -43,7 +44,7 @@ func runTLSCerts(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, h := range hosts {
 		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " ,/") {
-			return &usageError{fmt.Sprintf("--host %q is not a host name or address", h)}
+			return cli.Usagef("--host %q is not a host name or address", h)
 		}
 	}
 	_, err = tlscerts.Generate(dir, tlscerts.Options{
@@ -52,7 +53,7 @@ func runTLSCerts(args []string, stdout, stderr io.Writer) error {
 		Validity:   time.Duration(n) * 24 * time.Hour,
 	}, force)
 	if errors.Is(err, tlscerts.ErrExists) {
-		return &hinted{err: err, hint: "add --force to replace the certificates (clients holding the old ones stop working)"}
+		return cli.WithHint(err, "add --force to replace the certificates (clients holding the old ones stop working)")
 	}
 	if err != nil {
 		return err
