@@ -394,15 +394,7 @@ func TestGoldenDomainsValidate(t *testing.T) {
 			continue
 		}
 		t.Run(tc.name, func(t *testing.T) {
-			var stdin []byte
-			if tc.stdin != "" {
-				b, err := os.ReadFile(filepath.Join(fixtures, tc.stdin))
-				if err != nil {
-					t.Fatal(err)
-				}
-				stdin = b
-			}
-			code, stdout, stderr := runCLI(t, tc.args, stdin)
+			code, stdout, stderr := runCLI(t, tc.args, caseStdin(t, tc.stdin))
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}

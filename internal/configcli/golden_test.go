@@ -83,18 +83,24 @@ func runCLI(t *testing.T, args []string, stdin []byte) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// caseStdin returns what a case feeds to standard input: its fixture, or
+// nothing.
+func caseStdin(t *testing.T, fixture string) []byte {
+	t.Helper()
+	if fixture == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(fixtures, fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestGolden(t *testing.T) {
 	for _, tc := range cliCases {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdin []byte
-			if tc.stdin != "" {
-				b, err := os.ReadFile(filepath.Join(fixtures, tc.stdin))
-				if err != nil {
-					t.Fatal(err)
-				}
-				stdin = b
-			}
-			code, stdout, stderr := runCLI(t, tc.args, stdin)
+			code, stdout, stderr := runCLI(t, tc.args, caseStdin(t, tc.stdin))
 			if code != tc.exit {
 				t.Errorf("exit code %d, want %d\nstderr:\n%s", code, tc.exit, stderr)
 			}
