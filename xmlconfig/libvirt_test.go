@@ -214,22 +214,7 @@ func TestLibvirtArgvMatchesQEMUArgs(t *testing.T) {
 				// The directory the libvirtd's qemu.conf names.
 				c.TLSDir = tlsDir
 			}
-			doc, err := NewDomainXML("vsck-"+tc.name, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			theirs, err := smartcardOpts(libvirtArgv(t, l, doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			args, err := c.QEMUArgs()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ours, err := smartcardOpts(args)
-			if err != nil {
-				t.Fatal(err)
-			}
+			theirs, ours := bothSmartcardOpts(t, l, "vsck-"+tc.name, c)
 			n, _ := c.normalized()
 			// The documented differences.
 			if ccid, ok := theirs["-device "+ControllerID]; ok && (n.Controller == nil || n.Controller.USBPort == "") {
@@ -251,20 +236,49 @@ func TestLibvirtArgvMatchesQEMUArgs(t *testing.T) {
 				}
 				delete(obj.props, "priority")
 			}
-			if len(theirs) != len(ours) {
-				t.Errorf("libvirt makes %d smartcard options, QEMUArgs %d:\n%v\n%v", len(theirs), len(ours), theirs, ours)
-			}
-			for key, want := range theirs {
-				got, ok := ours[key]
-				if !ok {
-					t.Errorf("QEMUArgs lacks libvirt's %s", want)
-					continue
-				}
-				if got.String() != want.String() {
-					t.Errorf("QEMUArgs has\n  %s\nlibvirt has\n  %s", got, want)
-				}
-			}
+			sameOpts(t, theirs, ours)
 		})
+	}
+}
+
+// bothSmartcardOpts returns the smartcard options of the QEMU argv libvirt
+// makes of c's domain (named name) and of c.QEMUArgs.
+func bothSmartcardOpts(t *testing.T, l *harness.Libvirtd, name string, c Config) (theirs, ours map[string]qemuOpt) {
+	t.Helper()
+	doc, err := NewDomainXML(name, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err = smartcardOpts(libvirtArgv(t, l, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := c.QEMUArgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err = smartcardOpts(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return theirs, ours
+}
+
+// sameOpts reports every way ours differs from libvirt's options.
+func sameOpts(t *testing.T, theirs, ours map[string]qemuOpt) {
+	t.Helper()
+	if len(theirs) != len(ours) {
+		t.Errorf("libvirt makes %d smartcard options, QEMUArgs %d:\n%v\n%v", len(theirs), len(ours), theirs, ours)
+	}
+	for key, want := range theirs {
+		got, ok := ours[key]
+		if !ok {
+			t.Errorf("QEMUArgs lacks libvirt's %s", want)
+			continue
+		}
+		if got.String() != want.String() {
+			t.Errorf("QEMUArgs has\n  %s\nlibvirt has\n  %s", got, want)
+		}
 	}
 }
 
@@ -279,33 +293,11 @@ func TestLibvirtChardevIsLibvirts(t *testing.T) {
 		"tcp-tls": {Port: 2012, TLS: true, TLSDir: tlsDir, Controller: &CCIDController{USBPort: "1"}, LibvirtChardev: true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			doc, err := NewDomainXML("vsck-libvirt-chardev-"+name, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			theirs, err := smartcardOpts(libvirtArgv(t, l, doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			args, err := c.QEMUArgs()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ours, err := smartcardOpts(args)
-			if err != nil {
-				t.Fatal(err)
-			}
+			theirs, ours := bothSmartcardOpts(t, l, "vsck-libvirt-chardev-"+name, c)
 			if ch := theirs["-chardev "+ChardevID]; ch.props["nodelay"] != "" {
 				t.Errorf("libvirt's chardev has nodelay: %s", ch)
 			}
-			if len(theirs) != len(ours) {
-				t.Errorf("libvirt makes %d smartcard options, QEMUArgs %d:\n%v\n%v", len(theirs), len(ours), theirs, ours)
-			}
-			for key, want := range theirs {
-				if got := ours[key]; got.String() != want.String() {
-					t.Errorf("QEMUArgs has\n  %s\nlibvirt has\n  %s", got, want)
-				}
-			}
+			sameOpts(t, theirs, ours)
 		})
 	}
 }
