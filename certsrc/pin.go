@@ -21,18 +21,11 @@ func (s *Store) Login(pin []byte) error {
 	if len(pin) == 0 {
 		return fmt.Errorf("%w: empty PIN", ErrBadInput)
 	}
-	if err := s.ensureSession(); err != nil {
-		return err
-	}
-	flags, err := s.tokenFlags()
+	flags, err := s.pinFlags("login")
 	if err != nil {
 		return err
 	}
-	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-		return fmt.Errorf("certsrc: login: %w (the token's CKF_USER_PIN_LOCKED is set)", piv.ErrPINBlocked)
-	}
-	// The module gets the PIN's bytes without a Go copy of them.
-	p := unsafe.String(unsafe.SliceData(pin), len(pin))
+	p := pinString(pin)
 	err = s.ctx.Login(s.session, pkcs11.CKU_USER, p)
 	if code, _ := ckr(err); code == pkcs11.CKR_USER_ALREADY_LOGGED_IN {
 		s.ctx.Logout(s.session)
@@ -48,16 +41,9 @@ func (s *Store) Login(pin []byte) error {
 		s.gen++
 		return nil
 	case code == pkcs11.CKR_PIN_INCORRECT:
-		s.failures++
 		s.loggedIn = false
 		s.gen++
-		if f, ferr := s.tokenFlags(); ferr == nil {
-			flags = f
-		}
-		if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-			return fmt.Errorf("certsrc: login: %w (%w)", piv.ErrPINBlocked, err)
-		}
-		return fmt.Errorf("certsrc: login: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+		return s.wrongPIN("login", err, flags)
 	case code == pkcs11.CKR_PIN_LOCKED:
 		s.loggedIn = false
 		return fmt.Errorf("certsrc: login: %w (%w)", piv.ErrPINBlocked, err)
@@ -67,6 +53,41 @@ func (s *Store) Login(pin []byte) error {
 		return fmt.Errorf("certsrc: login: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
 	}
 	return s.fail("C_Login", err)
+}
+
+// pinString gives the module a PIN's bytes without a Go copy of them.
+func pinString(pin []byte) string { return unsafe.String(unsafe.SliceData(pin), len(pin)) }
+
+// pinFlags is what Login and ChangePIN do before a PIN goes to the token:
+// make sure of a session and read the token's flags, refusing a locked PIN.
+// Called with mu held.
+func (s *Store) pinFlags(op string) (uint, error) {
+	if err := s.ensureSession(); err != nil {
+		return 0, err
+	}
+	flags, err := s.tokenFlags()
+	if err != nil {
+		return 0, err
+	}
+	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+		return 0, fmt.Errorf("certsrc: %s: %w (the token's CKF_USER_PIN_LOCKED is set)", op, piv.ErrPINBlocked)
+	}
+	return flags, nil
+}
+
+// wrongPIN counts a PIN the token answered with CKR_PIN_INCORRECT (err)
+// and returns op's error: blocked when the token now says so, else a
+// *piv.PINError with the tries left. flags are the token's flags from
+// before the try, used when they cannot be read again. Called with mu held.
+func (s *Store) wrongPIN(op string, err error, flags uint) error {
+	s.failures++
+	if f, ferr := s.tokenFlags(); ferr == nil {
+		flags = f
+	}
+	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+		return fmt.Errorf("certsrc: %s: %w (%w)", op, piv.ErrPINBlocked, err)
+	}
+	return fmt.Errorf("certsrc: %s: %w (%w)", op, &piv.PINError{Retries: s.retries(flags)}, err)
 }
 
 // tokenFlags returns CK_TOKEN_INFO.flags. Called with mu held.
@@ -165,15 +186,9 @@ func (s *Store) ChangePIN(oldPIN, newPIN []byte) error {
 	if len(oldPIN) == 0 || len(newPIN) == 0 {
 		return fmt.Errorf("%w: empty PIN", ErrBadInput)
 	}
-	if err := s.ensureSession(); err != nil {
-		return err
-	}
-	flags, err := s.tokenFlags()
+	flags, err := s.pinFlags("change PIN")
 	if err != nil {
 		return err
-	}
-	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-		return fmt.Errorf("certsrc: change PIN: %w (the token's CKF_USER_PIN_LOCKED is set)", piv.ErrPINBlocked)
 	}
 	if flags&pkcs11.CKF_WRITE_PROTECTED != 0 {
 		return fmt.Errorf("certsrc: change PIN: %w: the token is write-protected", errors.ErrUnsupported)
@@ -186,22 +201,14 @@ func (s *Store) ChangePIN(oldPIN, newPIN []byte) error {
 		return s.fail("C_OpenSession(read-write)", err)
 	}
 	defer s.ctx.CloseSession(rw)
-	err = s.ctx.SetPIN(rw, unsafe.String(unsafe.SliceData(oldPIN), len(oldPIN)),
-		unsafe.String(unsafe.SliceData(newPIN), len(newPIN)))
+	err = s.ctx.SetPIN(rw, pinString(oldPIN), pinString(newPIN))
 	code, _ := ckr(err)
 	switch {
 	case err == nil:
 		s.failures = 0
 		return nil
 	case code == pkcs11.CKR_PIN_INCORRECT:
-		s.failures++
-		if f, ferr := s.tokenFlags(); ferr == nil {
-			flags = f
-		}
-		if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-			return fmt.Errorf("certsrc: change PIN: %w (%w)", piv.ErrPINBlocked, err)
-		}
-		return fmt.Errorf("certsrc: change PIN: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+		return s.wrongPIN("change PIN", err, flags)
 	case code == pkcs11.CKR_PIN_LOCKED:
 		return fmt.Errorf("certsrc: change PIN: %w (%w)", piv.ErrPINBlocked, err)
 	case code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_INVALID:
