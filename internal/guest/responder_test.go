@@ -39,22 +39,6 @@ const (
 // testATR is a T=1 ATR with one historical byte that QEMU accepts.
 var testATR = []byte{0x3b, 0x80, 0x80, 0x01, 0x01}
 
-// pivATR is an ATR no OpenSC driver knows: T=0 and T=1 (TD1 80, TD2 01),
-// eight historical bytes "vscardkt" and the check byte T=1 requires.
-// OpenSC 0.23 (Debian 12) lists testATR (3B 80 80 01 01) as a PIVKey
-// token and then disables EC keys (card_issues CI_NO_EC), so an emulated
-// PIV card with an EC key must not present that ATR.
-var pivATR = withTCK([]byte{0x3b, 0x88, 0x80, 0x01, 'v', 's', 'c', 'a', 'r', 'd', 'k', 't'})
-
-// withTCK appends the ATR check byte: the XOR of every byte after TS.
-func withTCK(atr []byte) []byte {
-	var x byte
-	for _, b := range atr[1:] {
-		x ^= b
-	}
-	return append(atr, x)
-}
-
 // ackMode is what the responder does about delayed ACKs on its socket.
 type ackMode int
 
