@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/piv"
 )
@@ -98,14 +99,14 @@ func TestPKCS11Card(t *testing.T) {
 	// default 2 wrong PINs in a row): 63C2 before any wrong PIN.
 	t.Run("wrong PIN", func(t *testing.T) {
 		c.expectSWs(t, "a wrong PIN, then the right one",
-			step{selectPIV, swOK},
-			step{pinReset, swOK},
+			step{selectPIV, apdu.SWOK},
+			step{pinReset, apdu.SWOK},
 			step{pinStatus, 0x63C2},
 			step{wrong, 0x63C1},
 			step{pinStatus, 0x63C1},
-			step{right, swOK},
-			step{pinStatus, swOK},
-			step{pinReset, swOK},
+			step{right, apdu.SWOK},
+			step{pinStatus, apdu.SWOK},
+			step{pinReset, apdu.SWOK},
 			step{pinStatus, 0x63C2}, // the right PIN reset the count
 		)
 		// The same through OpenSC: C_Login refused, one try fewer, and a
@@ -116,17 +117,17 @@ func TestPKCS11Card(t *testing.T) {
 		}
 		c.expectSWs(t, "after OpenSC's wrong PIN", step{pinStatus, 0x63C1})
 		c.pkcs11(t, "--login", "--pin", tokenPIN, "--list-objects", "--type", "privkey")
-		c.expectSWs(t, "after OpenSC's right PIN", step{pinReset, swOK}, step{pinStatus, 0x63C2})
+		c.expectSWs(t, "after OpenSC's right PIN", step{pinReset, apdu.SWOK}, step{pinStatus, 0x63C2})
 	})
 
 	t.Run("PIN guard", func(t *testing.T) {
 		c.expectSWs(t, "wrong PINs until the guard trips",
-			step{pinReset, swOK},
+			step{pinReset, apdu.SWOK},
 			step{pinStatus, 0x63C2},
 			step{wrong, 0x63C1},
 			step{wrong, 0x63C0}, // the second wrong PIN in a row trips the guard
-			step{pinStatus, swBlocked},
-			step{right, swBlocked}, // no PIN reaches the token any more
+			step{pinStatus, apdu.SWAuthMethodBlocked},
+			step{right, apdu.SWAuthMethodBlocked}, // no PIN reaches the token any more
 		)
 		if !strings.Contains(c.client.Output(), "PIN guard tripped") {
 			t.Errorf("vscclient-go did not say the guard tripped:\n%s", tail(c.client.Output(), 20))
@@ -146,8 +147,8 @@ func TestPKCS11Card(t *testing.T) {
 			return strings.Contains(c.client.Output(), "PIN guard re-armed")
 		})
 		c.expectSWs(t, "the right PIN after SIGHUP",
-			step{right, swOK},
-			step{pinReset, swOK},
+			step{right, apdu.SWOK},
+			step{pinReset, apdu.SWOK},
 			step{pinStatus, 0x63C2},
 		)
 	})
@@ -158,13 +159,13 @@ func TestPKCS11Card(t *testing.T) {
 	t.Run("PIN guard after 3", func(t *testing.T) {
 		b := r.insert(t, 1, tok.h.Env(), "--card", uri, "--max-wrong-pins", "3")
 		b.expectSWs(t, "three wrong PINs",
-			step{selectPIV, swOK},
+			step{selectPIV, apdu.SWOK},
 			step{pinStatus, 0x63C3},
 			step{wrong, 0x63C2},
 			step{wrong, 0x63C1},
 			step{wrong, 0x63C0},
-			step{pinStatus, swBlocked},
-			step{right, swBlocked},
+			step{pinStatus, apdu.SWAuthMethodBlocked},
+			step{right, apdu.SWAuthMethodBlocked},
 		)
 		tok.notLocked(t)
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/piv"
 )
@@ -162,7 +162,7 @@ var swRE = regexp.MustCompile(`Received \(SW1=0x([0-9a-fA-F]{2}), SW2=0x([0-9a-f
 // apdus sends raw command APDUs (hex) to the card in one PC/SC session of
 // opensc-tool, with OpenSC's default driver so that nothing else is sent,
 // and returns each response's status word.
-func (c *card) apdus(t *testing.T, cmds ...string) []uint16 {
+func (c *card) apdus(t *testing.T, cmds ...string) []apdu.SW {
 	t.Helper()
 	args := []string{"-r", strconv.Itoa(c.slot), "-c", "default"}
 	for _, cmd := range cmds {
@@ -172,10 +172,10 @@ func (c *card) apdus(t *testing.T, cmds ...string) []uint16 {
 	if err != nil {
 		t.Fatalf("opensc-tool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	var sws []uint16
+	var sws []apdu.SW
 	for _, m := range swRE.FindAllStringSubmatch(out, -1) {
-		b, _ := hex.DecodeString(m[1] + m[2])
-		sws = append(sws, uint16(b[0])<<8|uint16(b[1]))
+		sw, _ := strconv.ParseUint(m[1]+m[2], 16, 16) // swRE matched 4 hex digits
+		sws = append(sws, apdu.SW(sw))
 	}
 	if len(sws) != len(cmds) {
 		t.Fatalf("opensc-tool answered %d of %d commands:\n%s", len(sws), len(cmds), out)
@@ -189,8 +189,6 @@ const (
 	pinStatus   = "00200080"   // VERIFY, no data: 9000, 63Cx or 6983
 	pinReset    = "0020FF80"   // VERIFY P1 FF: the PIN is no longer verified
 	verifyPINHd = "0020008008" // VERIFY header; the padded PIN follows
-	swOK        = uint16(0x9000)
-	swBlocked   = uint16(0x6983)
 )
 
 // verifyAPDU is VERIFY of pin, padded with FF to 8 bytes, in hex.
@@ -203,7 +201,7 @@ func verifyAPDU(pin string) string {
 // step is a raw command and the status word the card must answer.
 type step struct {
 	cmd  string
-	want uint16
+	want apdu.SW
 }
 
 // expectSWs sends the steps' commands in one opensc-tool session and fails
@@ -211,28 +209,16 @@ type step struct {
 func (c *card) expectSWs(t *testing.T, what string, steps ...step) {
 	t.Helper()
 	cmds := make([]string, len(steps))
-	want := make([]uint16, len(steps))
+	want := make([]apdu.SW, len(steps))
 	for i, s := range steps {
 		cmds[i], want[i] = s.cmd, s.want
 	}
 	if got := c.apdus(t, cmds...); !slices.Equal(got, want) {
-		t.Errorf("%s: status words %s, want %s", what, sws(got), sws(want))
+		t.Errorf("%s: status words %v, want %v", what, got, want)
 	}
 }
 
 // wrongPIN returns a PIN of the same length as pin that is not pin.
 func wrongPIN(pin string) string {
 	return strings.Repeat("0", len(pin))
-}
-
-// sws formats status words for messages.
-func sws(s []uint16) string {
-	var b strings.Builder
-	for i, sw := range s {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%04X", sw)
-	}
-	return b.String()
 }

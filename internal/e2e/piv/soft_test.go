@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/piv"
 	"github.com/vscardkit/vscardkit/internal/softstore"
 )
@@ -67,13 +68,13 @@ func TestSoftCard(t *testing.T) {
 		// PINs in a row; the guest sees the lower.
 		t.Run("wrong PIN", func(t *testing.T) {
 			fromDir.expectSWs(t, "a wrong PIN, then the right one",
-				step{selectPIV, swOK},
-				step{pinReset, swOK},
+				step{selectPIV, apdu.SWOK},
+				step{pinReset, apdu.SWOK},
 				step{pinStatus, 0x63C2},
 				step{verifyAPDU(wrongPIN(softstore.DefaultPIN)), 0x63C1},
 				step{pinStatus, 0x63C1},
-				step{verifyAPDU(softstore.DefaultPIN), swOK},
-				step{pinReset, swOK},
+				step{verifyAPDU(softstore.DefaultPIN), apdu.SWOK},
+				step{pinReset, apdu.SWOK},
 				step{pinStatus, 0x63C2},
 			)
 		})
