@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vscardkit/vscardkit/internal/apdu"
+	"github.com/vscardkit/vscardkit/internal/conformance"
 	"github.com/vscardkit/vscardkit/reader"
 	"github.com/vscardkit/vscardkit/vscard"
 )
@@ -26,7 +29,7 @@ import (
 // documentation.
 
 // hostReplies returns QEMU's replies recorded in the conformance goldens,
-// one stream per file: what a real host sends a client.
+// one stream per file, in step order: what a real host sends a client.
 func hostReplies(f *testing.F) [][]byte {
 	files, _ := filepath.Glob("../../../testdata/conformance/*.qemu")
 	var out [][]byte
@@ -35,12 +38,13 @@ func hostReplies(f *testing.F) [][]byte {
 		if err != nil {
 			f.Fatal(err)
 		}
+		replies, err := conformance.ParseGolden(src)
+		if err != nil {
+			f.Fatalf("%s: %v", name, err)
+		}
 		var all []byte
-		for _, line := range strings.Split(string(src), "\n") {
-			_, v, _ := strings.Cut(line, ": ")
-			if b, err := hex.DecodeString(strings.TrimSpace(v)); err == nil {
-				all = append(all, b...)
-			}
+		for _, step := range slices.Sorted(maps.Keys(replies)) {
+			all = append(all, replies[step]...)
 		}
 		if len(all) > 0 {
 			out = append(out, all)
