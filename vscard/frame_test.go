@@ -2,14 +2,15 @@ package vscard
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/vscardkit/vscardkit/internal/conformance"
@@ -141,9 +142,12 @@ func captures(t testing.TB) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(src), "\n") {
-			_, v, _ := strings.Cut(line, ": ")
-			if b, err := hex.DecodeString(v); err == nil && len(b) > 0 {
+		replies, err := conformance.ParseGolden(src)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, step := range slices.Sorted(maps.Keys(replies)) {
+			if b := replies[step]; len(b) > 0 {
 				out = append(out, b)
 			}
 		}
@@ -242,24 +246,10 @@ func benchmarkSizes(b *testing.B, f func(b *testing.B, size int)) {
 }
 
 func sizeName(n int) string {
-	switch n {
-	case MaxPayload:
+	if n == MaxPayload {
 		return "payload=max"
 	}
-	return "payload=" + itoa(n)
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
+	return "payload=" + strconv.Itoa(n)
 }
 
 func BenchmarkEncode(b *testing.B) {
