@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/leaktest"
 	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
@@ -449,9 +450,9 @@ func TestHostReplugDropsBufferedInput(t *testing.T) {
 	if _, err := cn.Write(half); err != nil {
 		t.Fatal(err)
 	}
-	for h.State().Buffered != len(half) {
-		time.Sleep(time.Millisecond)
-	}
+	harness.WaitFor(t, 10*time.Second, "the host to buffer the half message", func() bool {
+		return h.State().Buffered == len(half)
+	})
 	go h.Replug()
 	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgInit {
 		t.Fatalf("after Replug: %v %v, want Init", m.Type, err)
