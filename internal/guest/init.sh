@@ -78,6 +78,18 @@ now_us() {
 # uptime_ms prints the time since boot in milliseconds.
 uptime_ms() { echo $(($(now_us) / 1000)); }
 
+# retry N SEC CMD [ARG...] runs CMD until it succeeds, at most N times, SEC
+# seconds apart, and fails when it never does.
+retry() {
+	local tries=$1 pause=$2
+	shift 2
+	until "$@"; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || return 1
+		sleep "$pause"
+	done
+}
+
 # finish powers the VM off.
 finish() {
 	if [ "$P_debug" = 1 ] && [ -f /tmp/pcscd.log ]; then
@@ -129,16 +141,11 @@ start_udev() {
 	else
 		$udevd >/tmp/udevd.log 2>&1 &
 	fi
-	i=0
-	until [ -S /run/udev/control ]; do
-		i=$((i + 1))
-		if [ $i -gt 250 ]; then
-			error "systemd-udevd made no control socket after 5s"
-			sed 's/^/VSCARD-ERROR udevd: /' /tmp/udevd.log | head -n 20
-			return 1
-		fi
-		sleep 0.02
-	done
+	retry 250 0.02 test -S /run/udev/control || {
+		error "systemd-udevd made no control socket after 5s"
+		sed 's/^/VSCARD-ERROR udevd: /' /tmp/udevd.log | head -n 20
+		return 1
+	}
 	event udev uptime_ms=$(uptime_ms)
 }
 
@@ -151,15 +158,10 @@ start_net() {
 		return 1
 	}
 	ifconfig lo 127.0.0.1 up
-	i=0
-	until [ -e /sys/class/net/eth0 ]; do
-		i=$((i + 1))
-		if [ $i -gt 250 ]; then
-			error "no eth0 after 5s (is -device e1000 on the QEMU command line?)"
-			return 1
-		fi
-		sleep 0.02
-	done
+	retry 250 0.02 test -e /sys/class/net/eth0 || {
+		error "no eth0 after 5s (is -device e1000 on the QEMU command line?)"
+		return 1
+	}
 	ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || {
 		error "ifconfig eth0 failed"
 		return 1
@@ -171,6 +173,9 @@ start_net() {
 list_readers() {
 	pcsc_scan -r 2>/dev/null | sed -n 's/^[0-9][0-9]*: //p'
 }
+
+# have_readers succeeds when pcscd lists a reader.
+have_readers() { [ -n "$(list_readers)" ]; }
 
 # hexstr turns opensc-tool's "3b:80:80:01:01" or "3B 80 80" into "3b808001".
 hexstr() { tr -d ': \n' | tr 'A-F' 'a-f'; }
@@ -491,6 +496,8 @@ client_alive() {
 	[ -n "$cstate" ] && [ "$cstate" != Z ]
 }
 
+client_gone() { ! client_alive; }
+
 # client_cpu prints the client's CPU time in clock ticks (utime + stime,
 # USER_HZ = 100 a second) and its context switches (voluntary and not, all
 # threads): "TICKS SWITCHES".
@@ -616,15 +623,10 @@ scenario_client_stop() {
 		return 1
 	}
 	kill -TERM $CLIENT_PID
-	i=0
-	while client_alive; do
-		i=$((i + 1))
-		if [ $i -gt 500 ]; then
-			error "vscclient-go still runs 10s after SIGTERM"
-			return 1
-		fi
-		sleep 0.02
-	done
+	retry 500 0.02 client_gone || {
+		error "vscclient-go still runs 10s after SIGTERM"
+		return 1
+	}
 	wait $CLIENT_PID
 	rc=$?
 	result client_rc $rc
@@ -678,14 +680,8 @@ fi
 
 # Without udevd (vscard.udev=1), pcscd only sees the readers present when it
 # starts.
-i=0
-until reader_on_bus; do
-	i=$((i + 1))
-	if [ $i -gt 500 ]; then
-		fail_boot "no USB device 08e6:4433 after 10s (is usb-ccid on the QEMU command line?)"
-	fi
-	sleep 0.02
-done
+retry 500 0.02 reader_on_bus ||
+	fail_boot "no USB device 08e6:4433 after 10s (is usb-ccid on the QEMU command line?)"
 event usb-reader uptime_ms=$(uptime_ms)
 
 if [ "$P_debug" = 1 ]; then
@@ -694,14 +690,7 @@ else
 	pcscd --foreground >/tmp/pcscd.log 2>&1 &
 fi
 
-i=0
-until [ -n "$(list_readers)" ]; do
-	i=$((i + 1))
-	if [ $i -gt 200 ]; then
-		fail_boot "pcscd lists no reader after 10s"
-	fi
-	sleep 0.05
-done
+retry 200 0.05 have_readers || fail_boot "pcscd lists no reader after 10s"
 event reader uptime_ms=$(uptime_ms)
 
 for s in $scenarios; do
