@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,7 +86,6 @@ type qmpConn struct {
 	next    int             // index in events where WaitQMPEvent looks next
 	changed chan struct{}   // closed and replaced when events or err change
 	err     error           // why the read loop stopped
-	done    chan struct{}   // closed when the read loop has stopped
 }
 
 // dialQMP connects to QEMU's monitor socket at path, polling until QEMU
@@ -108,7 +108,7 @@ func dialQMP(ctx context.Context, path string, start time.Time, exited <-chan st
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	q := &qmpConn{nc: nc, start: start, changed: make(chan struct{}), done: make(chan struct{})}
+	q := &qmpConn{nc: nc, start: start, changed: make(chan struct{})}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	// The greeting, then qmp_capabilities, synchronously: no read loop yet.
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
@@ -116,7 +116,7 @@ func dialQMP(ctx context.Context, path string, start time.Time, exited <-chan st
 	var greet qmpMessage
 	if err := readQMP(br, &greet); err != nil || greet.QMP == nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("guest: QMP greeting: %v", firstErr(err, ctx.Err(), errors.New("not a greeting")))
+		return nil, nil, fmt.Errorf("guest: QMP greeting: %v", cmp.Or(err, ctx.Err(), errors.New("not a greeting")))
 	}
 	if err := json.NewEncoder(nc).Encode(qmpRequest{Execute: "qmp_capabilities", ID: "caps"}); err != nil {
 		nc.Close()
@@ -126,7 +126,7 @@ func dialQMP(ctx context.Context, path string, start time.Time, exited <-chan st
 		var m qmpMessage
 		if err := readQMP(br, &m); err != nil {
 			nc.Close()
-			return nil, nil, fmt.Errorf("guest: QMP qmp_capabilities: %v", firstErr(ctx.Err(), err))
+			return nil, nil, fmt.Errorf("guest: QMP qmp_capabilities: %v", cmp.Or(ctx.Err(), err))
 		}
 		if m.Event != "" {
 			q.events = append(q.events, QMPEvent{Name: m.Event, Data: m.Data, At: time.Since(start)})
@@ -140,15 +140,6 @@ func dialQMP(ctx context.Context, path string, start time.Time, exited <-chan st
 	}
 	nc.SetDeadline(time.Time{})
 	return q, br, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // readQMP reads one line into m, refusing lines over maxQMPLine.
@@ -176,7 +167,6 @@ func readQMP(br *bufio.Reader, m *qmpMessage) error {
 
 // readLoop reads replies and events until the connection ends.
 func (q *qmpConn) readLoop(br *bufio.Reader) {
-	defer close(q.done)
 	for {
 		var m qmpMessage
 		err := readQMP(br, &m)
