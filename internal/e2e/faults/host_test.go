@@ -173,7 +173,7 @@ func TestHostStopsReading(t *testing.T) {
 	mem := sample(t, p.PID())
 	c, written, werr := stallHost(t, h)
 	stalled := time.Now()
-	peakAtStall := memoryOf(t, p.PID()).peak
+	peakAtStall := peakOf(t, p.PID())
 	var err error
 	select {
 	case err = <-werr:

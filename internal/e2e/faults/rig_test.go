@@ -69,48 +69,46 @@ func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...v
 	return e
 }
 
-// memory is what /proc/PID/status says about a process's memory, in bytes.
-type memory struct{ peak, now int64 }
-
-func memoryOf(t *testing.T, pid int) memory {
-	t.Helper()
+// peakRSS returns a process's peak resident set (VmHWM in
+// /proc/PID/status), in bytes.
+func peakRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM in /proc/%d/status: %w", pid, err)
+			}
+			return n << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// peakOf is peakRSS for a process that must be alive.
+func peakOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	n, err := peakRSS(pid)
 	if err != nil {
 		t.Fatalf("reading the memory of pid %d: %v", pid, err)
 	}
-	var m memory
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[2] != "kB" {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmHWM:":
-			m.peak = n << 10
-		case "VmRSS:":
-			m.now = n << 10
-		}
-	}
-	if m.peak == 0 {
-		t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	}
-	return m
+	return n
 }
 
-// sampler samples a process's memory every 20 ms until stopped, so that the
-// report can show the peak even if the process dies.
+// sampler samples a process's peak memory every 20 ms until stopped, so
+// that the report can show the peak even if the process dies.
 type sampler struct {
-	pid  int
 	mu   sync.Mutex
-	last memory
+	peak int64
 	stop chan struct{}
 	done chan struct{}
 }
 
 func sample(t *testing.T, pid int) *sampler {
-	s := &sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
-	s.last = memoryOf(t, pid)
+	s := &sampler{peak: peakOf(t, pid), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -121,17 +119,10 @@ func sample(t *testing.T, pid int) *sampler {
 				return
 			case <-tick.C:
 			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-			if err != nil {
-				continue
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
-					n, _ := strconv.ParseInt(f[1], 10, 64)
-					s.mu.Lock()
-					s.last.peak = max(s.last.peak, n<<10)
-					s.mu.Unlock()
-				}
+			if n, err := peakRSS(pid); err == nil {
+				s.mu.Lock()
+				s.peak = max(s.peak, n)
+				s.mu.Unlock()
 			}
 		}
 	}()
@@ -152,7 +143,7 @@ func (s *sampler) Stop() {
 func (s *sampler) Peak() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last.peak
+	return s.peak
 }
 
 // row is one line of the fault table.
