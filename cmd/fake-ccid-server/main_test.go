@@ -65,9 +65,7 @@ func writeFile(t *testing.T, name, content string) string {
 func TestUsage(t *testing.T) {
 	badHex := writeFile(t, "bad.apdu", "# comment\n00A4040009A0000003080000100 9000\n")
 	badSW := writeFile(t, "badsw.apdu", "00A40400 90\n")
-	busy := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	p, _ := fake(t)
-	_ = p
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -86,7 +84,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--listen", "256.0.0.1:1"}, 1, "hint:"},
 		{[]string{"--log-level", "loud"}, 2, "--log-level"},
 	} {
-		cmd := exec.Command(bin(t, "fake-ccid-server"), append([]string{"--listen", busy}, tc.args...)...)
+		cmd := exec.Command(bin(t, "fake-ccid-server"), append([]string{"--listen", addr}, tc.args...)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		cmd.Stdout = &stderr
