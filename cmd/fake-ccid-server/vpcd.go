@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/vpcd"
@@ -43,8 +42,10 @@ func (v *vpcdCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 }
 
 // serveVPCD keeps a vpcd card connected while the VSCard client has a card
-// in, and pulled out otherwise, until ctx ends. changed is signalled when
-// the host's state may have changed.
+// in, and pulled out otherwise, until ctx ends. changed is signalled after
+// every change of the host's state that can present or pull the card
+// (the host emits its events once its state is updated), so a coalesced
+// signal loses nothing: the loop reads the state afresh.
 func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed <-chan struct{}, log *slog.Logger) error {
 	h := &vpcdCard{srv: srv, log: log}
 	var card *vpcd.Card
@@ -56,18 +57,8 @@ func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed
 		}
 	}
 	defer pull()
-	tick := time.NewTicker(time.Second) // reconcile now and then, in case a signal was coalesced
-	defer tick.Stop()
 	for {
 		present := h.ATR() != nil
-		if card != nil {
-			select {
-			case <-card.Done():
-				// The session ended (the client failed a command): start over.
-				card = nil
-			default:
-			}
-		}
 		switch {
 		case present && card == nil:
 			c, err := vpcd.Dial(ctx, addr, vpcd.Config{Handler: h, Reconnect: true, Logger: log})
@@ -83,7 +74,6 @@ func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-		case <-tick.C:
 		}
 	}
 }
