@@ -27,6 +27,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/testcard"
 )
 
@@ -40,6 +41,7 @@ until interrupted.
   --program CMD=RESP answer the exact command CMD (hex) with RESP (hex);
                      may be repeated
   -v                 log connection changes and frames (never APDU contents)
+  --version          print the version and exit
 
 Example:
   testcard --vpcd 127.0.0.1:35963 --program 80FE0000=01029000
@@ -67,23 +69,8 @@ func (p *programs) Set(s string) error {
 }
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "testcard: error: %v\n", err)
-		var he hintError
-		if errors.As(err, &he) {
-			fmt.Fprintf(os.Stderr, "hint: %s\n", he.hint)
-		}
-		os.Exit(1)
-	}
+	os.Exit(cli.Report(os.Stderr, "testcard", run(os.Args[1:], os.Stderr)))
 }
-
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e hintError) Error() string { return e.err.Error() }
-func (e hintError) Unwrap() error { return e.err }
 
 func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("testcard", flag.ContinueOnError)
@@ -94,11 +81,11 @@ func run(args []string, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "")
 	var progs programs
 	fs.Var(&progs, "program", "")
-	if err := fs.Parse(args); err != nil {
-		return hintError{err, "run testcard -h for the usage"}
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	if *addr == "" || fs.NArg() != 0 {
-		return hintError{errors.New("--vpcd HOST:PORT is required and nothing else may follow the flags"), "testcard --vpcd 127.0.0.1:35963"}
+		return cli.WithHint(cli.Usagef("--vpcd HOST:PORT is required and nothing else may follow the flags"), "testcard --vpcd 127.0.0.1:35963")
 	}
 	atr, err := parseATR(*atrFlag)
 	if err != nil {
@@ -136,7 +123,7 @@ func parseATR(s string) ([]byte, error) {
 	}
 	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
 	if err != nil || len(b) < 2 || len(b) > 33 {
-		return nil, hintError{fmt.Errorf("bad --atr %q", s), "use t1, t0, dual, or 2 to 33 bytes in hex"}
+		return nil, cli.WithHint(cli.Usagef("bad --atr %q", s), "use t1, t0, dual, or 2 to 33 bytes in hex")
 	}
 	return b, nil
 }
