@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,7 +47,7 @@ func (p *printer) fields(e vscard.Event) (string, [][2]any) {
 		add("reader", uint32(e.ReaderID))
 	case vscard.EventCardInserted, vscard.EventATRRejected:
 		add("reader", uint32(e.ReaderID))
-		add("atr", strings.ToUpper(hex.EncodeToString(e.ATR)))
+		add("atr", fmt.Sprintf("%X", e.ATR))
 	case vscard.EventAPDU:
 		add("command", p.redact.Command(e.Command))
 		add("response", p.redact.Response(e.Response))
@@ -70,8 +69,14 @@ func (p *printer) event(e vscard.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	name, f := p.fields(e)
+	p.write(e.Time, name, f)
+}
+
+// write prints one line: a JSON object, or the time, the name and
+// key=value fields (values quoted where they need it). The caller holds mu.
+func (p *printer) write(t time.Time, name string, f [][2]any) {
 	if p.json {
-		m := map[string]any{"time": e.Time.Format(time.RFC3339Nano), "event": name}
+		m := map[string]any{"time": t.Format(time.RFC3339Nano), "event": name}
 		for _, kv := range f {
 			m[kv[0].(string)] = kv[1]
 		}
@@ -80,7 +85,7 @@ func (p *printer) event(e vscard.Event) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-14s", e.Time.Format("15:04:05.000"), name)
+	fmt.Fprintf(&b, "%s %-14s", t.Format("15:04:05.000"), name)
 	for _, kv := range f {
 		switch v := kv[1].(type) {
 		case string:
@@ -104,23 +109,14 @@ func (p *printer) response(resp []byte) string {
 	return p.redact.Response(resp)
 }
 
-// line prints a free-form line (script progress) in the same stream.
+// line prints a free-form line (script progress) in the same stream; kv
+// alternates keys and values.
 func (p *printer) line(kind string, kv ...any) {
+	var f [][2]any
+	for i := 0; i+1 < len(kv); i += 2 {
+		f = append(f, [2]any{kv[i], kv[i+1]})
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.json {
-		m := map[string]any{"time": time.Now().Format(time.RFC3339Nano), "event": kind}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		b, _ := json.Marshal(m)
-		fmt.Fprintf(p.w, "%s\n", b)
-		return
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-14s", time.Now().Format("15:04:05.000"), kind)
-	for i := 0; i+1 < len(kv); i += 2 {
-		fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
-	}
-	fmt.Fprintln(p.w, b.String())
+	p.write(time.Now(), kind, f)
 }
