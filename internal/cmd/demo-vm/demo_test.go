@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/piv"
@@ -53,8 +54,7 @@ func TestDemoVM(t *testing.T) {
 // Without the built commands the demo says how to get them.
 func TestDemoVMWithoutBinaries(t *testing.T) {
 	err := run(t.Context(), options{bin: t.TempDir(), card: "soft"}, &bytes.Buffer{})
-	var h hinted
-	if !errors.As(err, &h) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(h.hint, "make build") {
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(cli.Hint(err), "make build") {
 		t.Errorf("run without binaries: %v, want a not-exist error with the make build hint", err)
 	}
 }

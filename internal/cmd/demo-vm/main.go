@@ -73,36 +73,20 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up after this long (the first run also builds the guest image)")
 	flag.Parse()
 	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "%s: error: unexpected arguments %q\n", prog, flag.Args())
-		os.Exit(2)
+		os.Exit(cli.Report(os.Stderr, prog, cli.Usagef("unexpected arguments %q", flag.Args())))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
-	defer cancel()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: error: %v\n", prog, err)
-		var h hinted
-		if errors.As(err, &h) {
-			fmt.Fprintf(os.Stderr, "hint: %s\n", h.hint)
-		}
-		os.Exit(1)
-	}
+	code := cli.Report(os.Stderr, prog, run(ctx, o, os.Stdout))
+	cancel()
+	os.Exit(code)
 }
-
-// hinted is an error with a hint for the user.
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h hinted) Error() string { return h.err.Error() }
-func (h hinted) Unwrap() error { return h.err }
 
 // run runs the demo and writes what the guest saw to out.
 func run(ctx context.Context, o options, out io.Writer) error {
 	start := time.Now()
 	client := filepath.Join(o.bin, xmlconfig.ClientProgram)
 	if _, err := os.Stat(client); err != nil {
-		return hinted{err, "build the commands first: make build"}
+		return cli.WithHint(err, "build the commands first: make build")
 	}
 	pin := defaultPIN
 	if o.pinFile != "" {
@@ -119,7 +103,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
-		return hinted{err, "the guest is built from the host's packages (make deps) and a Debian kernel package that apt-get downloads (apt-get update if apt has no lists)"}
+		return cli.WithHint(err, "the guest is built from the host's packages (make deps) and a Debian kernel package that apt-get downloads (apt-get update if apt has no lists)")
 	}
 	how := "built"
 	if img.Cached {
@@ -154,7 +138,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "   qemu-system-x86_64 ... %s\n", strings.Join(qemuArgs, " "))
 	vm, err := guest.Boot(ctx, img, opts)
 	if err != nil {
-		return hinted{err, "QEMU comes with make deps (qemu-system-x86)"}
+		return cli.WithHint(err, "QEMU comes with make deps (qemu-system-x86)")
 	}
 	defer vm.Close()
 	addr := net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(port))
