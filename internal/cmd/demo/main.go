@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/procnet"
 )
 
@@ -34,10 +35,7 @@ const challenge = "vscardkit demo: sign me"
 func main() {
 	bin := flag.String("bin", "bin", "directory holding fake-ccid-server and vscclient-go")
 	flag.Parse()
-	if err := run(*bin, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "demo: error: %v\n", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Report(os.Stderr, "demo", run(*bin, os.Stdout)))
 }
 
 // step is one line of fake-ccid-server's --json output for a script step.
@@ -56,7 +54,7 @@ type step struct {
 func run(bin string, out io.Writer) error {
 	for _, p := range []string{"fake-ccid-server", "vscclient-go"} {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
-			return fmt.Errorf("%v (build with: make build)", err)
+			return cli.WithHint(err, "build the commands first: make build")
 		}
 	}
 	port, err := freePort()
