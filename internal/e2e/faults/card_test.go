@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"os/exec"
-	"path/filepath"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,13 +30,10 @@ func startPCSCRig(t *testing.T) *pcscRig {
 }
 
 // client starts vscclient-go --card pcsc against the host at addr.
-func (r *pcscRig) client(t *testing.T, addr string, extra ...string) *harness.Process {
+func (r *pcscRig) client(t *testing.T, addr string) *harness.Process {
 	t.Helper()
-	h, port, _ := net.SplitHostPort(addr)
-	args := append([]string{"--card", "pcsc", "--max-backoff", "200ms"}, extra...)
-	cmd := exec.Command(filepath.Join(harness.Commands(t), "vscclient-go"), append(args, h, port)...)
-	cmd.Env = append(cmd.Environ(), r.pcscd.Env())
-	return harness.Start(t, "vscclient-go", cmd)
+	return startClient(t, append(os.Environ(), r.pcscd.Env()),
+		append([]string{"--card", "pcsc", "--max-backoff", "200ms"}, hostPort(addr)...)...)
 }
 
 // transmitAsync sends cmd from a goroutine; the result arrives on the
