@@ -2,9 +2,7 @@ package apdu
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
-	"strings"
 )
 
 // Instructions whose command data is a secret (a PIN, a PUK, key material).
@@ -61,29 +59,22 @@ type Redactor struct {
 
 // Command formats cmd as hex, redacting secret data.
 func (r *Redactor) Command(cmd []byte) string {
-	r.secretAnswer = false
+	secret := r.inSecretChain
+	r.secretAnswer, r.inSecretChain = false, false
 	if len(cmd) >= 4 {
-		switch {
-		case cmd[1] == INSGeneralAuthenticate:
+		ins, chained := cmd[1], cmd[0]&0x10 != 0 // CLA bit 0x10: more pieces of this command follow
+		switch ins {
+		case INSGeneralAuthenticate:
 			r.secretAnswer = r.gaChain || secretGA(cmd)
-			r.gaChain = r.secretAnswer && cmd[0]&0x10 != 0
-		case cmd[1] == INSGetResponse:
+		case INSGetResponse:
 			r.secretAnswer = r.inSecretReply
 		}
-		if cmd[1] != INSGeneralAuthenticate {
-			r.gaChain = false
-		}
-	}
-	secret := r.inSecretChain
-	if len(cmd) >= 4 {
-		secret = secret || IsSecret(cmd[1])
-		// CLA bit 0x10: more pieces of this command follow.
-		r.inSecretChain = secret && cmd[0]&0x10 != 0
-	} else {
-		r.inSecretChain = false
+		r.gaChain = ins == INSGeneralAuthenticate && r.secretAnswer && chained
+		secret = secret || IsSecret(ins)
+		r.inSecretChain = secret && chained
 	}
 	if !secret || r.ShowSecrets || len(cmd) <= 5 {
-		return strings.ToUpper(hex.EncodeToString(cmd))
+		return fmt.Sprintf("%X", cmd)
 	}
 	c, err := Parse(cmd)
 	if err != nil || len(c.Data) == 0 {
@@ -105,5 +96,5 @@ func (r *Redactor) Response(resp []byte) string {
 	if secret && !r.ShowSecrets && len(resp) > 2 {
 		return fmt.Sprintf("<redacted %d bytes>%X", len(resp)-2, resp[len(resp)-2:])
 	}
-	return strings.ToUpper(hex.EncodeToString(resp))
+	return fmt.Sprintf("%X", resp)
 }
