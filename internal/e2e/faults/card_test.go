@@ -65,6 +65,12 @@ func wait(t *testing.T, ch <-chan result, d time.Duration, what string) result {
 	panic("unreachable")
 }
 
+// echoed reports whether r answers an ECHO of data: the start of data (the
+// first piece, when the answer comes in pieces) and a status word.
+func echoed(r result, data []byte) bool {
+	return r.err == nil && len(r.resp) >= 2 && bytes.HasPrefix(data, r.resp[:len(r.resp)-2])
+}
+
 // describe says what the host got for a command.
 func describe(r result) string {
 	var ce *vscard.CardError
@@ -160,7 +166,7 @@ func TestPCSCDKilledMidEcho(t *testing.T) {
 	for i := 0; failed == 0 && i < 1000; i++ {
 		res := wait(t, transmitAsync(t, srv, echo), 30*time.Second, "an ECHO")
 		switch {
-		case res.err == nil && len(res.resp) >= 2 && bytes.HasPrefix(data, res.resp[:len(res.resp)-2]):
+		case echoed(res, data):
 			ok++
 		case res.err != nil:
 			failed++
@@ -184,7 +190,7 @@ func TestPCSCDKilledMidEcho(t *testing.T) {
 	back := time.Now()
 	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
 	res := wait(t, transmitAsync(t, srv, echo), 30*time.Second, "the ECHO after the restart")
-	if res.err != nil || !bytes.HasPrefix(data, res.resp[:len(res.resp)-2]) {
+	if !echoed(res, data) {
 		t.Fatalf("ECHO after the restart: %s", describe(res))
 	}
 	recovered := time.Since(back)
