@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -243,11 +242,10 @@ func TestBridgeReconnects(t *testing.T) {
 
 	// A new host on the same port, a moment later.
 	time.Sleep(300 * time.Millisecond)
-	l, err := net.Listen("tcp", addr)
+	srv2, err := vscardtest.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv2 := &vscardtest.Server{Listener: l}
 	srv2.Start()
 	defer srv2.Close()
 	wait(t, srv2, vscard.EventReaderRemoved) // the clearing ReaderRemove
