@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/e2e/e2etest"
 	"github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/xmlconfig"
@@ -62,39 +63,11 @@ func bootOptions(t testing.TB, c xmlconfig.Config, scenario string, params map[s
 	return guest.BootOptions{Scenario: scenario, Params: params, LibvirtUSB: true, ExtraQEMUArgs: args}
 }
 
-// boot boots the guest with opts, waits until QEMU's chardev listens on
-// c's port (without connecting: a connection would be QEMU's client) and
-// registers a cleanup that closes the VM and, if the test failed, logs the
-// guest's console.
+// boot boots the guest with opts and waits until QEMU's chardev listens on
+// c's port (see e2etest.Boot).
 func boot(t testing.TB, ctx context.Context, c xmlconfig.Config, opts guest.BootOptions) *guest.VM {
 	t.Helper()
-	vm, err := guest.Boot(ctx, testImage(t), opts)
-	if err != nil {
-		t.Fatalf("Boot: %v", err)
-	}
-	t.Cleanup(func() {
-		vm.Close()
-		if t.Failed() {
-			t.Logf("--- guest console (QEMU pid %d, scenario %s):\n%s", vm.PID(), opts.Scenario, vm.Console())
-		}
-	})
-	addr := net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(c.Port))
-	for {
-		ok, err := harness.Listening(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return vm
-		}
-		select {
-		case <-vm.Done():
-			t.Fatalf("QEMU exited before listening on %s:\n%s", addr, vm.Console())
-		case <-ctx.Done():
-			t.Fatalf("QEMU does not listen on %s: %v", addr, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	return e2etest.Boot(t, ctx, testImage(t), opts, net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(c.Port)))
 }
 
 // startClient starts the built vscclient-go with the card arguments, then

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/e2e/e2etest"
 	"github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/piv"
@@ -135,35 +136,9 @@ func startRig(t *testing.T, ctx context.Context) *rig {
 			"-device", "e1000,netdev=net0",
 		},
 	}
-	r.booted = time.Now()
-	vm, err := guest.Boot(ctx, img, opts)
-	if err != nil {
-		t.Fatalf("Boot: %v", err)
-	}
-	r.vm = vm
-	t.Cleanup(func() {
-		vm.Close()
-		if t.Failed() {
-			t.Logf("--- guest console (QEMU pid %d):\n%s", vm.PID(), vm.Console())
-		}
-	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.chPort))
-	for {
-		ok, err := harness.Listening(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			break
-		}
-		select {
-		case <-vm.Done():
-			t.Fatalf("QEMU exited before listening on %s:\n%s", addr, vm.Console())
-		case <-ctx.Done():
-			t.Fatalf("QEMU does not listen on %s: %v", addr, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	r.booted = time.Now()
+	r.vm = e2etest.Boot(t, ctx, img, opts, addr)
 	// The card in the guest's reader. A short backoff: the test takes its
 	// chardev away and gives it back.
 	cmd := exec.Command(filepath.Join(harness.Commands(t), "vscclient-go"),
