@@ -177,23 +177,21 @@ func TestEventsAndOnce(t *testing.T) {
 // leaves it when the client goes.
 func TestVPCD(t *testing.T) {
 	pcscd := harness.StartPCSCD(t, harness.PCSCDOptions{})
-	opensc := harness.LookPath(t, "OpenSC", "opensc-tool")
 	_, addr := fake(t, "--vpcd", pcscd.VPCDAddr(0))
 	host, port, _ := strings.Cut(addr, ":")
 	client := harness.Start(t, "vscclient-go", exec.Command(bin(t, "vscclient-go"), "--card", "soft", host, port))
 	atr := func() string {
-		cmd := exec.Command(opensc, "--reader", "0", "--atr")
-		cmd.Env = append(cmd.Environ(), pcscd.Env())
-		out, _ := cmd.Output()
-		return strings.TrimSpace(string(out))
+		out, err := pcscd.OpenSCTool(t, "--reader", "0", "--atr")
+		if err != nil {
+			return "" // no card: opensc-tool fails, its output is the reason
+		}
+		return strings.TrimSpace(out)
 	}
 	harness.WaitFor(t, 10*time.Second, "the card in pcscd's reader", func() bool {
 		return strings.HasPrefix(strings.ReplaceAll(atr(), ":", ""), "3b8b80")
 	})
-	cmd := exec.Command(opensc, "--reader", "0", "-c", "default", "--send-apdu", "00A4040009A00000030800001000")
-	cmd.Env = append(cmd.Environ(), pcscd.Env())
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("SW1=0x90, SW2=0x00")) && !bytes.Contains(out, []byte("90 00")) {
+	out, err := pcscd.OpenSCTool(t, "--reader", "0", "-c", "default", "--send-apdu", "00A4040009A00000030800001000")
+	if err != nil || !strings.Contains(out, "SW1=0x90, SW2=0x00") && !strings.Contains(out, "90 00") {
 		t.Fatalf("SELECT PIV through pcscd: %v\n%s", err, out)
 	}
 	client.Stop()

@@ -240,6 +240,20 @@ var (
 // libpcsclite at this daemon ("PCSCLITE_CSOCK_NAME=...").
 func (p *PCSCD) Env() string { return PCSCSocketEnv + "=" + p.Socket }
 
+// OpenSCTool runs OpenSC's opensc-tool with args against the daemon (a
+// PC/SC client in another process) and returns its combined output. It
+// gives up after 20 s; a missing opensc-tool is Missing.
+func (p *PCSCD) OpenSCTool(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	tool := LookPath(t, "OpenSC (opensc-tool)", "opensc-tool")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.Env = append(cmd.Environ(), p.Env())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // VPCDAddr returns the address a card for slot (0 or 1) connects to.
 func (p *PCSCD) VPCDAddr(slot int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports[slot]))

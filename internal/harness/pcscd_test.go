@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -13,11 +12,7 @@ import (
 // a client in another process.
 func listReaders(t *testing.T, p *PCSCD) (string, error) {
 	t.Helper()
-	tool := LookPath(t, "OpenSC (opensc-tool)", "opensc-tool")
-	cmd := exec.Command(tool, "--list-readers")
-	cmd.Env = append(cmd.Environ(), p.Env())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return p.OpenSCTool(t, "--list-readers")
 }
 
 func TestPCSCDPrivate(t *testing.T) {

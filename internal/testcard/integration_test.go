@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,29 +12,18 @@ import (
 	"github.com/vscardkit/vscardkit/vscard"
 )
 
-func openscTool(t *testing.T, p *harness.PCSCD, args ...string) (string, error) {
-	t.Helper()
-	tool := harness.LookPath(t, "OpenSC (opensc-tool)", "opensc-tool")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Env = append(cmd.Environ(), p.Env())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // TestInReader runs the card in a real pcscd's vpcd reader and talks to it
 // with OpenSC's default driver (-c default), which must accept the ATR.
 func TestInReader(t *testing.T) {
 	p := harness.StartPCSCD(t, harness.PCSCDOptions{})
 	c := Start(t, p.VPCDAddr(0), Options{})
 	present := func() bool {
-		_, err := openscTool(t, p, "-r", "0", "--atr")
+		_, err := p.OpenSCTool(t, "-r", "0", "--atr")
 		return err == nil
 	}
 	harness.WaitFor(t, 10*time.Second, "the card in reader 0", present)
 
-	out, err := openscTool(t, p, "-r", "0", "-c", "default",
+	out, err := p.OpenSCTool(t, "-r", "0", "-c", "default",
 		"-s", "00:A4:04:00:07:F0:76:73:63:6B:69:74",
 		"-s", "80:10:00:00:03:01:02:03:00",
 		"-s", "80:14:00:00:01:61:00")

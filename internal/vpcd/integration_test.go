@@ -6,7 +6,6 @@ import (
 	"flag"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,18 +38,6 @@ func (c *teeConn) bytes() []byte {
 	return append([]byte(nil), c.got.Bytes()...)
 }
 
-// openscTool runs opensc-tool against the daemon and returns its output.
-func openscTool(t *testing.T, p *harness.PCSCD, args ...string) (string, error) {
-	t.Helper()
-	tool := harness.LookPath(t, "OpenSC (opensc-tool)", "opensc-tool")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Env = append(cmd.Environ(), p.Env())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // TestDriverSession serves a card to the real vpcd driver in a private pcscd
 // and uses it from OpenSC: the ATR, an APDU, removal.
 func TestDriverSession(t *testing.T) {
@@ -77,13 +64,13 @@ func TestDriverSession(t *testing.T) {
 
 	var out string
 	harness.WaitFor(t, 10*time.Second, "the card in reader 0", func() bool {
-		out, err = openscTool(t, p, "-r", "0", "--atr")
+		out, err = p.OpenSCTool(t, "-r", "0", "--atr")
 		return err == nil
 	})
 	if !strings.Contains(strings.ToLower(out), "3b:8b:01:00:56:76:73:63:61:72:64:00:90:00:5d") {
 		t.Fatalf("opensc-tool --atr:\n%s", out)
 	}
-	out, err = openscTool(t, p, "-r", "0", "-c", "default", "-s", "80:01:00:00:03:CA:FE:42")
+	out, err = p.OpenSCTool(t, "-r", "0", "-c", "default", "-s", "80:01:00:00:03:CA:FE:42")
 	if err != nil || !strings.Contains(out, "CA FE 42") || !strings.Contains(out, "SW1=0x90, SW2=0x00") {
 		t.Fatalf("opensc-tool -s: %v\n%s", err, out)
 	}
@@ -95,7 +82,7 @@ func TestDriverSession(t *testing.T) {
 	// Pulling the card: close the connection; vpcd reports it absent.
 	stop()
 	harness.WaitFor(t, 10*time.Second, "the card to leave reader 0", func() bool {
-		_, err := openscTool(t, p, "-r", "0", "--atr")
+		_, err := p.OpenSCTool(t, "-r", "0", "--atr")
 		return err != nil
 	})
 
@@ -132,7 +119,7 @@ func TestDialReconnect(t *testing.T) {
 	}
 	defer card.Close()
 	present := func() bool {
-		_, err := openscTool(t, p, "-r", "1", "--atr")
+		_, err := p.OpenSCTool(t, "-r", "1", "--atr")
 		return err == nil
 	}
 	harness.WaitFor(t, 10*time.Second, "the card in reader 1", present)
@@ -189,7 +176,7 @@ func TestRemove(t *testing.T) {
 	}
 	defer card.Close()
 	harness.WaitFor(t, 10*time.Second, "the card in reader 0", func() bool {
-		_, err := openscTool(t, p, "-r", "0", "--atr")
+		_, err := p.OpenSCTool(t, "-r", "0", "--atr")
 		return err == nil
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -206,7 +193,7 @@ func TestRemove(t *testing.T) {
 	if n := card.Sessions(); n != 2 {
 		t.Fatalf("%d sessions, want 2 (the card and its second 'no card' connection)", n)
 	}
-	if out, err := openscTool(t, p, "-r", "0", "--atr"); err == nil {
+	if out, err := p.OpenSCTool(t, "-r", "0", "--atr"); err == nil {
 		t.Fatalf("pcscd reports a card after Remove:\n%s", out)
 	}
 	// That a card dialed at once after Remove is still seen as a removal

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,20 +32,12 @@ func TestUsageErrors(t *testing.T) {
 // programmed APDU with opensc-tool, and stops it with SIGTERM.
 func TestProcess(t *testing.T) {
 	p := harness.StartPCSCD(t, harness.PCSCDOptions{})
-	tool := harness.LookPath(t, "OpenSC (opensc-tool)", "opensc-tool")
 	bin := filepath.Join(t.TempDir(), "testcard")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	proc := harness.Start(t, "testcard", exec.Command(bin, "--vpcd", p.VPCDAddr(1), "--program", "80FE0000=C0FFEE9000"))
-	send := func() (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, tool, "-r", "1", "-c", "default", "-s", "80:FE:00:00")
-		cmd.Env = append(os.Environ(), p.Env())
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	send := func() (string, error) { return p.OpenSCTool(t, "-r", "1", "-c", "default", "-s", "80:FE:00:00") }
 	var out string
 	harness.WaitFor(t, 10*time.Second, "the card to answer in reader 1", func() bool {
 		var err error
