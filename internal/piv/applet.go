@@ -14,10 +14,10 @@ import (
 const (
 	insSelect            = 0xA4
 	insGetData           = 0xCB
-	insVerify            = 0x20
-	insChangeReference   = 0x24
-	insResetRetryCounter = 0x2C
-	insGeneralAuth       = 0x87
+	insVerify            = apdu.INSVerify
+	insChangeReference   = apdu.INSChangeReferenceData
+	insResetRetryCounter = apdu.INSResetRetryCounter
+	insGeneralAuth       = apdu.INSGeneralAuthenticate
 	insPutData           = 0xDB
 	insGenerateKeyPair   = 0x47
 	insGetResponse       = apdu.INSGetResponse
