@@ -204,12 +204,11 @@ func TestReconnectFakeHost(t *testing.T) {
 	srv.Close()
 	idleCPU(t, p, 3*time.Second)
 
-	l, err := net.Listen("tcp", addr)
+	srv2, err := vscardtest.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	srv2 := &vscardtest.Server{Listener: l}
 	srv2.Start()
 	defer srv2.Close()
 	waitEvent(t, srv2, 2*time.Second, vscard.EventReaderRemoved) // clearing an earlier session

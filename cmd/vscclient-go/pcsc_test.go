@@ -186,11 +186,10 @@ func TestPCSCHostRestart(t *testing.T) {
 	s := startPCSC(t)
 	addr := s.srv.Addr()
 	s.srv.Close()
-	l, err := net.Listen("tcp", addr)
+	srv2, err := vscardtest.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv2 := &vscardtest.Server{Listener: l}
 	srv2.Start()
 	defer srv2.Close()
 	back := time.Now()

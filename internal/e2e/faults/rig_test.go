@@ -204,13 +204,12 @@ func transmitOK(t *testing.T, srv *vscardtest.Server, cmd []byte) []byte {
 // restartServer listens again on addr (a host that came back) and serves.
 func restartServer(t *testing.T, addr string) *vscardtest.Server {
 	t.Helper()
-	var l net.Listener
+	var srv *vscardtest.Server
 	harness.WaitFor(t, 5*time.Second, "the port free again", func() bool {
 		var err error
-		l, err = net.Listen("tcp", addr)
+		srv, err = vscardtest.Listen("tcp", addr)
 		return err == nil
 	})
-	srv := &vscardtest.Server{Listener: l}
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
