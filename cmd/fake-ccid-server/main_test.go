@@ -33,13 +33,7 @@ func fake(t *testing.T, args ...string) (*harness.Process, string) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p := harness.Start(t, "fake-ccid-server", exec.Command(bin(t, "fake-ccid-server"), append([]string{"--listen", addr}, args...)...))
-	harness.WaitFor(t, 10*time.Second, "fake-ccid-server to listen", func() bool {
-		ok, _ := harness.Listening(addr)
-		return ok || p.Exited()
-	})
-	if p.Exited() {
-		t.Fatalf("fake-ccid-server exited: %v\n%s", p.Err(), p.Output())
-	}
+	harness.WaitListening(t, p, addr, 10*time.Second)
 	return p, addr
 }
 

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os/exec"
@@ -76,30 +77,23 @@ func StartQEMU(t testing.TB, opts QEMUOptions) *QEMU {
 		host = "127.0.0.1"
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	if err := waitListening(p, addr, 10*time.Second); err != nil {
-		t.Fatalf("harness: QEMU: %v\n%s", err, p.Output())
-	}
+	WaitListening(t, p, addr, 10*time.Second)
 	return &QEMU{Process: p, Addr: addr, Port: port}
 }
 
-// waitListening waits for addr to accept, without connecting to it (a
-// connection would count as a client for QEMU's chardev): it looks for the
-// listening socket in /proc/net/tcp{,6}.
-func waitListening(p *Process, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+// WaitListening waits up to timeout for p to listen on addr, without
+// connecting to it (a connection would count as a client for QEMU's
+// chardev, or for the fake host), and fails the test with p's output when
+// p exits first or the time runs out.
+func WaitListening(t testing.TB, p *Process, addr string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := procnet.WaitListening(ctx, addr, p.Done()); err != nil {
 		if p.Exited() {
-			return fmt.Errorf("exited before listening on %s: %v", addr, p.Err())
+			err = fmt.Errorf("%w: %v", err, p.Err())
 		}
-		if ok, err := procnet.Listening(addr); err != nil {
-			return err
-		} else if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not listening on %s after %v", addr, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+		t.Fatalf("harness: %s: %v\n%s", p.Name, err, p.Output())
 	}
 }
 

@@ -3,11 +3,14 @@ package procnet
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Listening reports whether a TCP socket listens on addr's port (any local
@@ -49,4 +52,31 @@ func ListeningInodes(port int) ([]string, error) {
 		fh.Close()
 	}
 	return inodes, nil
+}
+
+// ErrExited is returned by WaitListening when the process that should
+// listen exits first.
+var ErrExited = errors.New("procnet: the process exited before listening")
+
+// WaitListening waits until a TCP socket listens on addr, without
+// connecting to it (see Listening), checking every 10 ms. It fails with
+// ErrExited when exited (may be nil) is closed first, and with ctx's error
+// when ctx ends first.
+func WaitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	for {
+		ok, err := Listening(addr)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("%w (%s)", ErrExited, addr)
+		case <-ctx.Done():
+			return fmt.Errorf("procnet: nothing listens on %s: %w", addr, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -236,13 +236,7 @@ func TestQEMUAcceptsTheSet(t *testing.T) {
 		"-device", "usb-ccid,id=ccid0",
 		"-chardev", "socket,id=sc0,host=127.0.0.1,port="+strconv.Itoa(port)+",server=on,wait=off,tls-creds=tls0",
 		"-device", "ccid-card-passthru,chardev=sc0,id=smartcard0,bus=ccid0.0"))
-	harness.WaitFor(t, 10*time.Second, "QEMU's TLS chardev to listen", func() bool {
-		ok, _ := harness.Listening(addr)
-		return ok || p.Exited()
-	})
-	if p.Exited() {
-		t.Fatalf("QEMU refused the credentials: %v\n%s", p.Err(), p.Output())
-	}
+	harness.WaitListening(t, p, addr, 10*time.Second) // fails with QEMU's output when it refuses the credentials
 	cfg, err := set.ClientConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)

@@ -142,7 +142,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer vm.Close()
 	addr := net.JoinHostPort(xmlconfig.DefaultHost, strconv.Itoa(port))
-	if err := waitListen(ctx, vm, addr); err != nil {
+	if err := procnet.WaitListening(ctx, addr, vm.Done()); err != nil {
 		return fmt.Errorf("%w\n%s", err, vm.Console())
 	}
 
@@ -262,27 +262,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitListen waits until QEMU's chardev listens on addr, without
-// connecting (a connection would be QEMU's client).
-func waitListen(ctx context.Context, vm *guest.VM, addr string) error {
-	for {
-		ok, err := procnet.Listening(addr)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-vm.Done():
-			return fmt.Errorf("QEMU exited before listening on %s", addr)
-		case <-ctx.Done():
-			return fmt.Errorf("QEMU does not listen on %s: %w", addr, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // prefixWriter writes each line with a prefix (the guest's console comes

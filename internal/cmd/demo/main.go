@@ -83,7 +83,10 @@ func run(bin string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "== fake QEMU (fake-ccid-server) listening on %s\n", addr)
-	if err := waitListen(addr, 10*time.Second); err != nil {
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = procnet.WaitListening(wctx, addr, nil)
+	wcancel()
+	if err != nil {
 		fake.Process.Kill()
 		fake.Wait()
 		return fmt.Errorf("fake-ccid-server did not start: %v\n%s", err, fakeErr.String())
@@ -287,19 +290,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitListen waits until addr listens, without connecting (a connection
-// would be taken for the client by the fake QEMU).
-func waitListen(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if ok, err := procnet.Listening(addr); err != nil {
-			return err
-		} else if ok {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listens on %s", addr)
 }

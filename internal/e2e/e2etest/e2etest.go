@@ -5,16 +5,15 @@
 // References:
 //   - QEMU chardev socket options (server=on, wait=off):
 //     https://www.qemu.org/docs/master/system/qemu-manpage.html
-//   - proc(5): /proc/net/tcp, read by harness.Listening
+//   - proc(5): /proc/net/tcp, read by procnet.WaitListening
 package e2etest
 
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/vscardkit/vscardkit/internal/guest"
-	"github.com/vscardkit/vscardkit/internal/harness"
+	"github.com/vscardkit/vscardkit/internal/procnet"
 )
 
 // Boot boots img with opts, registers a cleanup that closes the VM and,
@@ -34,20 +33,8 @@ func Boot(t testing.TB, ctx context.Context, img guest.Image, opts guest.BootOpt
 			t.Logf("--- guest console (QEMU pid %d, scenario %s):\n%s", vm.PID(), opts.Scenario, vm.Console())
 		}
 	})
-	for {
-		ok, err := harness.Listening(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return vm
-		}
-		select {
-		case <-vm.Done():
-			t.Fatalf("QEMU exited before listening on %s:\n%s", addr, vm.Console())
-		case <-ctx.Done():
-			t.Fatalf("QEMU does not listen on %s: %v", addr, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := procnet.WaitListening(ctx, addr, vm.Done()); err != nil {
+		t.Fatalf("QEMU's chardev: %v (the console follows)", err)
 	}
+	return vm
 }

@@ -36,10 +36,7 @@ func TestHostKilledMidAPDU(t *testing.T) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
 	host := harness.Start(t, "fake-ccid-server", exec.Command(filepath.Join(harness.Commands(t), "fake-ccid-server"),
 		"--listen", addr, "--script", script))
-	harness.WaitFor(t, 10*time.Second, "fake-ccid-server listening", func() bool {
-		ok, err := harness.Listening(addr)
-		return err == nil && ok
-	})
+	harness.WaitListening(t, host, addr, 10*time.Second)
 	r.card.Mute(true)
 	p := r.client(t, addr)
 	mem := sample(t, p.PID())

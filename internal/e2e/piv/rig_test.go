@@ -73,10 +73,7 @@ func (r *rig) insert(t *testing.T, slot int, env []string, args ...string) *card
 	c.host = harness.Start(t, "fake-ccid-server", exec.Command(filepath.Join(r.bin, "fake-ccid-server"),
 		"--listen", listen, "--vpcd", r.pcscd.VPCDAddr(slot), "--log-level", "debug"))
 	// Probing with a connection would count as the host's client.
-	harness.WaitFor(t, 10*time.Second, "fake-ccid-server listening", func() bool {
-		ok, err := harness.Listening(listen)
-		return err == nil && ok
-	})
+	harness.WaitListening(t, c.host, listen, 10*time.Second)
 	cmd := exec.Command(filepath.Join(r.bin, "vscclient-go"), append(slices.Clip(args), host, port)...)
 	cmd.Env = env
 	c.client = harness.Start(t, "vscclient-go", cmd)

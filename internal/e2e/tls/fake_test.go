@@ -26,10 +26,7 @@ func fakeHost(t *testing.T, srv, clients *pki) (*harness.Process, string) {
 		args = append(args, "--tls-ca", clients.file(tlscerts.CACertFile))
 	}
 	p := harness.Start(t, "fake-ccid-server", exec.Command(filepath.Join(harness.Commands(t), "fake-ccid-server"), args...))
-	harness.WaitFor(t, 10*time.Second, "fake-ccid-server listening", func() bool {
-		ok, err := harness.Listening(addr)
-		return err == nil && ok
-	})
+	harness.WaitListening(t, p, addr, 10*time.Second)
 	return p, addr
 }
 
