@@ -608,10 +608,7 @@ func waitClosed(ctx context.Context, nc net.Conn) error {
 	buf := make([]byte, 1)
 	for {
 		closed := false
-		rc.Control(func(fd uintptr) {
-			n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			closed = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
-		})
+		rc.Control(func(fd uintptr) { closed = peerClosed(fd, buf) })
 		if closed {
 			return ErrStalled
 		}
