@@ -97,7 +97,7 @@ type Client struct {
 	// so that a control message can give up waiting for a write stuck on
 	// a host that stopped reading); taken before mu.
 	wsem      chan struct{}
-	w         *Writer
+	w         *frameWriter
 	wdeadline bool // a write deadline is set; guarded by wsem
 
 	mu           sync.Mutex
@@ -138,14 +138,14 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 		nc:       nc,
 		log:      cfg.logger(),
 		wtimeout: cfg.writeTimeout(),
-		w:        NewWriter(nc, 0),
+		w:        newFrameWriter(nc, 0),
 		wsem:     make(chan struct{}, 1),
 		cmds:     make(chan *Command, queue),
 		reinits:  make(chan Init, 1),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	r := NewReader(bufio.NewReaderSize(nc, 4096), maxPayload)
+	r := newFrameReader(bufio.NewReaderSize(nc, 4096), maxPayload)
 	if err := c.handshake(ctx, r, caps); err != nil {
 		nc.Close()
 		return nil, err
@@ -154,7 +154,7 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 	return c, nil
 }
 
-func (c *Client) handshake(ctx context.Context, r *Reader, caps []uint32) error {
+func (c *Client) handshake(ctx context.Context, r *frameReader, caps []uint32) error {
 	// Bound the handshake by ctx: a host that accepts and says nothing (a
 	// QEMU whose card device is wedged) must not hang the caller.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -167,7 +167,7 @@ func (c *Client) handshake(ctx context.Context, r *Reader, caps []uint32) error 
 	return err
 }
 
-func (c *Client) exchangeInit(r *Reader, caps []uint32) error {
+func (c *Client) exchangeInit(r *frameReader, caps []uint32) error {
 	in := DefaultInit()
 	if caps != nil {
 		in.Capabilities = caps
@@ -176,7 +176,7 @@ func (c *Client) exchangeInit(r *Reader, caps []uint32) error {
 		return fmt.Errorf("vscard: sending Init: %w", err)
 	}
 	for {
-		m, err := r.ReadMessage()
+		m, err := r.readMessage()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = ErrHostClosed
@@ -227,7 +227,7 @@ func (c *Client) write(m Message, deadline time.Time) error {
 		c.nc.SetWriteDeadline(deadline) // zero clears the last one
 		c.wdeadline = !deadline.IsZero()
 	}
-	return c.w.WriteMessage(m)
+	return c.w.writeMessage(m)
 }
 
 func (c *Client) lockWrite()   { c.wsem <- struct{}{} }
@@ -420,11 +420,11 @@ func (c *Client) fail(err error) {
 	}
 }
 
-func (c *Client) readLoop(r *Reader) {
+func (c *Client) readLoop(r *frameReader) {
 	defer close(c.done)
 	defer close(c.cmds)
 	for {
-		m, err := r.ReadMessage()
+		m, err := r.readMessage()
 		if err != nil {
 			select {
 			case <-c.closing:

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/leaktest"
 	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
@@ -69,11 +68,11 @@ func TestClientAnnounce(t *testing.T) {
 	if got := c.HostInit(); got.Version != vscard.CurrentVersion || string(got.Magic[:]) != vscard.Magic {
 		t.Fatalf("host Init %+v", got)
 	}
-	ev, err := srv.WaitEvent(ctx, vscard.EventReaderAdded)
+	ev, err := srv.WaitEvent(ctx, vscardtest.EventReaderAdded)
 	if err != nil || ev.Name != "Test Reader" {
 		t.Fatalf("reader event %+v, %v", ev, err)
 	}
-	ev, err = srv.WaitEvent(ctx, vscard.EventCardInserted)
+	ev, err = srv.WaitEvent(ctx, vscardtest.EventCardInserted)
 	if err != nil || !bytes.Equal(ev.ATR, testATR) {
 		t.Fatalf("card event %+v, %v", ev, err)
 	}
@@ -126,7 +125,7 @@ func TestClientCommands(t *testing.T) {
 			t.Fatalf("%d-byte echo: %d bytes back, %v", n, len(resp), err)
 		}
 	}
-	ev, err := srv.WaitEvent(ctx, vscard.EventAPDU)
+	ev, err := srv.WaitEvent(ctx, vscardtest.EventAPDU)
 	if err != nil || ev.RTT <= 0 {
 		t.Fatalf("APDU event %+v, %v", ev, err)
 	}
@@ -146,7 +145,7 @@ func TestClientFailCommand(t *testing.T) {
 		}
 	}()
 	_, err := srv.Transmit(ctx, []byte{0x00, 0xB0, 0x00, 0x00})
-	var ce *vscard.CardError
+	var ce *vscardtest.CardError
 	if !errors.As(err, &ce) || ce.Code != vscard.ErrCodeGeneral {
 		t.Fatalf("Transmit = %v, want CardError", err)
 	}
@@ -202,8 +201,8 @@ func TestClientFlush(t *testing.T) {
 	if err := <-flushDone; err != nil {
 		t.Fatal(err)
 	}
-	ev, err := srv.WaitEvent(ctx, vscard.EventAPDU, vscard.EventFlushComplete)
-	if err != nil || ev.Kind != vscard.EventAPDU {
+	ev, err := srv.WaitEvent(ctx, vscardtest.EventAPDU, vscardtest.EventFlushComplete)
+	if err != nil || ev.Kind != vscardtest.EventAPDU {
 		t.Fatalf("first of APDU/FlushComplete: %v, %v", ev.Kind, err)
 	}
 }
@@ -401,7 +400,7 @@ func TestClientHostReinits(t *testing.T) {
 	if err := srv.Host().Replug(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-res; !errors.Is(err, vscard.ErrCardRemoved) {
+	if err := <-res; !errors.Is(err, vscardtest.ErrCardRemoved) {
 		t.Fatalf("pending command: %v, want ErrCardRemoved", err)
 	}
 	// Several re-creations before the owner looks come as one. (A
@@ -422,56 +421,5 @@ func TestClientHostReinits(t *testing.T) {
 	}
 	if err := c.Idle(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestHostReplugDropsBufferedInput: what the old device buffered of an
-// unfinished message is gone with it; the new device parses from the next
-// byte the client sends.
-func TestHostReplugDropsBufferedInput(t *testing.T) {
-	leaktest.Check(t)
-	ctx := ctxT(t)
-	events := make(chan vscard.Event, 64)
-	h := vscard.NewHost(&vscard.HostConfig{OnEvent: func(e vscard.Event) { events <- e }})
-	if err := h.Replug(); !errors.Is(err, vscard.ErrNoClient) {
-		t.Fatalf("Replug with no client: %v, want ErrNoClient", err)
-	}
-	cn, hn := net.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- h.ServeConn(ctx, hn) }()
-	defer func() { cn.Close(); <-done }()
-	w, r := vscard.NewWriter(cn, 0), vscard.NewReader(cn, 0)
-	go w.WriteMessage(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)})
-	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgInit {
-		t.Fatalf("handshake: %v %v", m.Type, err)
-	}
-	// Half of a ReaderAdd.
-	half := vscard.Message{Type: vscard.MsgReaderAdd, ReaderID: 0, Payload: []byte("lost reader")}.Append(nil)[:14]
-	if _, err := cn.Write(half); err != nil {
-		t.Fatal(err)
-	}
-	harness.WaitFor(t, 10*time.Second, "the host to buffer the half message", func() bool {
-		return h.State().Buffered == len(half)
-	})
-	go h.Replug()
-	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgInit {
-		t.Fatalf("after Replug: %v %v, want Init", m.Type, err)
-	}
-	go w.WriteMessage(vscard.Message{Type: vscard.MsgReaderAdd, ReaderID: 0, Payload: []byte("new reader")})
-	if m, err := r.ReadMessage(); err != nil || m.Type != vscard.MsgError {
-		t.Fatalf("ReaderAdd answered %v %v, want Error", m.Type, err)
-	}
-	for {
-		select {
-		case e := <-events:
-			if e.Kind == vscard.EventReaderAdded {
-				if e.Name != "new reader" {
-					t.Fatalf("reader %q, want %q", e.Name, "new reader")
-				}
-				return
-			}
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		}
 	}
 }

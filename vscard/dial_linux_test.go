@@ -17,8 +17,8 @@ func answerInit(t *testing.T, l net.Listener) <-chan net.Conn {
 			ch <- nil
 			return
 		}
-		if _, err := NewReader(nc, 0).ReadMessage(); err == nil {
-			NewWriter(nc, 0).WriteMessage(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
+		if _, err := newFrameReader(nc, 0).readMessage(); err == nil {
+			newFrameWriter(nc, 0).writeMessage(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
 		}
 		ch <- nc
 	}()

@@ -12,20 +12,20 @@
 // The package is layered like the protocol:
 //
 //   - messages.go: types, constants, the header, Init and Error payloads;
-//   - frame.go: a framed Reader and Writer with a payload limit;
-//   - client.go and dial.go: the client role (Client, NewClient, Dial);
-//   - host.go: the host role as QEMU 7.2's ccid-card-passthru implements it
-//     (Host), including its 64 KiB input buffer whose state outlives a
-//     connection.
+//   - frame.go: whole messages on a stream (ReadMessage, WriteMessage) with
+//     a payload limit, for a program in the host role;
+//   - client.go and dial.go: the client role (Client, NewClient, Dial).
 //
-// The fake QEMU host for tests is package vscard/vscardtest.
+// The host role as QEMU 7.2's ccid-card-passthru implements it, reply for
+// reply (a fake QEMU for tests and for debugging a setup), is package
+// vscard/vscardtest.
 //
 // # What QEMU does that a client must respect
 //
 //   - A message whose header and payload do not fit QEMU's 64 KiB input
 //     buffer (payload over MaxPayload = 65524 bytes) makes QEMU stop reading
 //     the chardev for good, on that connection and on every later one, until
-//     the VM restarts. The Writer refuses such messages.
+//     the VM restarts. The Client and WriteMessage refuse such messages.
 //   - QEMU writes a message's header and payload in two writes; with the
 //     chardev libvirt creates (no nodelay), Nagle's algorithm on QEMU's side
 //     then waits for the client's delayed ACK. Dial sets TCP_QUICKACK after
@@ -36,7 +36,7 @@
 //   - A new ccid-card-passthru created on a chardev a client is connected to
 //     (QMP device_del and device_add of the usb-ccid reader) sends Init on
 //     that connection and knows no reader or card: Client.HostReinits tells
-//     the owner to announce again (Host.Replug plays it).
+//     the owner to announce again (vscardtest's Host.Replug plays it).
 //
 // # References
 //

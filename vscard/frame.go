@@ -6,9 +6,10 @@ import (
 	"io"
 )
 
-// TooLargeError reports a message whose payload exceeds the limit of the
-// Reader or Writer that met it. A Reader raises it from the header alone,
-// before sizing any buffer.
+// TooLargeError reports a message whose payload exceeds a limit: a message
+// from the peer over the reading side's limit (raised from the header alone,
+// before any buffer is sized), or a message the client was asked to send
+// that QEMU could not take (nothing is sent).
 type TooLargeError struct {
 	Type   MsgType
 	Length uint64 // payload length claimed or attempted
@@ -19,39 +20,44 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("vscard: %v payload of %d bytes exceeds the limit of %d", e.Type, e.Length, e.Max)
 }
 
-// Reader reads framed messages. It keeps one payload buffer, sized on demand
-// up to its limit, so that reading allocates nothing in steady state.
-type Reader struct {
+// ReadMessage reads one message from r, for a program that implements the
+// host role (or inspects a capture). A payload over maxPayload bytes
+// (maxPayload <= 0 means MaxPayload, what QEMU accepts) gives a
+// *TooLargeError before anything is allocated for it, and the stream is then
+// out of step. At the end of the stream between messages it returns io.EOF;
+// a stream that ends inside a message gives io.ErrUnexpectedEOF. Every call
+// returns a payload of its own; use a bufio.Reader under it for many small
+// reads.
+func ReadMessage(r io.Reader, maxPayload int) (Message, error) {
+	return newFrameReader(r, maxPayload).readMessage()
+}
+
+// frameReader reads framed messages. It keeps one payload buffer, sized on
+// demand up to its limit, so that reading allocates nothing in steady state.
+type frameReader struct {
 	r   io.Reader
 	max int
 	hdr [HeaderLen]byte
 	buf []byte
 }
 
-// NewReader returns a Reader on r that refuses payloads over maxPayload
-// bytes; maxPayload <= 0 means MaxPayload (what QEMU accepts).
-func NewReader(r io.Reader, maxPayload int) *Reader {
+// newFrameReader returns a frameReader on r that refuses payloads over
+// maxPayload bytes; maxPayload <= 0 means MaxPayload (what QEMU accepts).
+func newFrameReader(r io.Reader, maxPayload int) *frameReader {
 	if maxPayload <= 0 {
 		maxPayload = MaxPayload
 	}
-	return &Reader{r: r, max: maxPayload}
+	return &frameReader{r: r, max: maxPayload}
 }
 
-// Max returns the payload limit.
-func (r *Reader) Max() int { return r.max }
-
-// ReadMessage reads the next message. Its Payload aliases the Reader's
-// buffer and is valid until the next call; copy it to keep it.
-//
-// At the end of the stream between messages it returns io.EOF; a stream that
-// ends inside a message gives io.ErrUnexpectedEOF. A payload over the limit
-// gives a *TooLargeError, and the stream is then out of step: the caller
-// must drop the connection.
-func (r *Reader) ReadMessage() (Message, error) {
+// readMessage reads the next message. Its Payload aliases the reader's
+// buffer and is valid until the next call; copy it to keep it. Errors are
+// as ReadMessage's.
+func (r *frameReader) readMessage() (Message, error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		return Message{}, err
 	}
-	h, _ := ParseHeader(r.hdr[:])
+	h := parseHeader(r.hdr[:])
 	if uint64(h.Length) > uint64(r.max) {
 		return Message{}, &TooLargeError{Type: h.Type, Length: uint64(h.Length), Max: r.max}
 	}
@@ -69,32 +75,40 @@ func (r *Reader) ReadMessage() (Message, error) {
 	return Message{Type: h.Type, ReaderID: h.ReaderID, Payload: p}, nil
 }
 
-// Writer writes framed messages, each header and payload in a single Write
-// call, so that a message never leaves in two TCP segments because of
+// frameWriter writes framed messages, each header and payload in a single
+// Write call, so that a message never leaves in two TCP segments because of
 // Nagle's algorithm. It is not safe for concurrent use.
-type Writer struct {
+type frameWriter struct {
 	w   io.Writer
 	max int
 	buf []byte
 }
 
-// NewWriter returns a Writer on w that refuses payloads over maxPayload
-// bytes; maxPayload <= 0 means MaxPayload, the most QEMU accepts without
-// wedging its card device.
-func NewWriter(w io.Writer, maxPayload int) *Writer {
+// newFrameWriter returns a frameWriter on w that refuses payloads over
+// maxPayload bytes; maxPayload <= 0 means MaxPayload, the most QEMU accepts
+// without wedging its card device.
+func newFrameWriter(w io.Writer, maxPayload int) *frameWriter {
 	if maxPayload <= 0 {
 		maxPayload = MaxPayload
 	}
-	return &Writer{w: w, max: maxPayload}
+	return &frameWriter{w: w, max: maxPayload}
 }
 
-// WriteMessage writes m in one Write call. A payload over the limit gives a
+// writeMessage writes m in one Write call. A payload over the limit gives a
 // *TooLargeError and writes nothing.
-func (w *Writer) WriteMessage(m Message) error {
+func (w *frameWriter) writeMessage(m Message) error {
 	if len(m.Payload) > w.max {
 		return &TooLargeError{Type: m.Type, Length: uint64(len(m.Payload)), Max: w.max}
 	}
 	w.buf = m.Append(w.buf[:0])
 	_, err := w.w.Write(w.buf)
 	return err
+}
+
+// WriteMessage writes m to w in a single Write call, so that a message never
+// leaves in two TCP segments because of Nagle's algorithm. A payload over
+// MaxPayload gives a *TooLargeError and writes nothing: QEMU would stop
+// reading its chardev for good.
+func WriteMessage(w io.Writer, m Message) error {
+	return newFrameWriter(w, 0).writeMessage(m)
 }

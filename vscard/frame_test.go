@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"maps"
 	"math"
-	"os"
-	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"testing"
 
@@ -18,7 +14,7 @@ import (
 
 func TestFrameRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
-	w := NewWriter(&buf, 0)
+	w := newFrameWriter(&buf, 0)
 	msgs := []Message{
 		{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)},
 		{Type: MsgFlush},
@@ -26,13 +22,13 @@ func TestFrameRoundTrip(t *testing.T) {
 		{Type: MsgType(77), ReaderID: 3, Payload: []byte{1}},
 	}
 	for _, m := range msgs {
-		if err := w.WriteMessage(m); err != nil {
+		if err := w.writeMessage(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r := NewReader(&buf, 0)
+	r := newFrameReader(&buf, 0)
 	for _, want := range msgs {
-		got, err := r.ReadMessage()
+		got, err := r.readMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +36,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			t.Fatalf("read %v, want %v", got, want)
 		}
 	}
-	if _, err := r.ReadMessage(); err != io.EOF {
+	if _, err := r.readMessage(); err != io.EOF {
 		t.Fatalf("at end: %v, want io.EOF", err)
 	}
 }
@@ -52,9 +48,9 @@ func (o *oneWrite) Write(p []byte) (int, error) { o.calls++; return len(p), nil 
 
 func TestWriterOneWritePerMessage(t *testing.T) {
 	var o oneWrite
-	w := NewWriter(&o, 0)
+	w := newFrameWriter(&o, 0)
 	for range 3 {
-		if err := w.WriteMessage(Message{Type: MsgAPDU, Payload: make([]byte, 1000)}); err != nil {
+		if err := w.writeMessage(Message{Type: MsgAPDU, Payload: make([]byte, 1000)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,8 +61,8 @@ func TestWriterOneWritePerMessage(t *testing.T) {
 
 func TestWriterLimit(t *testing.T) {
 	var buf bytes.Buffer
-	w := NewWriter(&buf, 0)
-	err := w.WriteMessage(Message{Type: MsgAPDU, Payload: make([]byte, MaxPayload+1)})
+	w := newFrameWriter(&buf, 0)
+	err := w.writeMessage(Message{Type: MsgAPDU, Payload: make([]byte, MaxPayload+1)})
 	var tl *TooLargeError
 	if !errors.As(err, &tl) || tl.Max != MaxPayload || tl.Length != MaxPayload+1 {
 		t.Fatalf("err = %v", err)
@@ -88,7 +84,7 @@ func TestReaderLimitBeforeAllocation(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		_, err := NewReader(bytes.NewReader(hdr), 0).ReadMessage()
+		_, err := newFrameReader(bytes.NewReader(hdr), 0).readMessage()
 		runtime.ReadMemStats(&after)
 		if !errors.As(err, &tl) || tl.Length != 0xFFFFFFFF {
 			t.Fatalf("err = %v", err)
@@ -100,7 +96,7 @@ func TestReaderLimitBeforeAllocation(t *testing.T) {
 	}
 	// A small limit is honoured too.
 	small := Message{Type: MsgAPDU, Payload: make([]byte, 300)}.Append(nil)
-	if _, err := NewReader(bytes.NewReader(small), 270).ReadMessage(); !errors.As(err, &tl) {
+	if _, err := newFrameReader(bytes.NewReader(small), 270).readMessage(); !errors.As(err, &tl) {
 		t.Fatalf("limit 270: %v", err)
 	}
 }
@@ -108,54 +104,21 @@ func TestReaderLimitBeforeAllocation(t *testing.T) {
 func TestReaderTruncated(t *testing.T) {
 	full := Message{Type: MsgAPDU, Payload: []byte{1, 2, 3}}.Append(nil)
 	for n := 1; n < len(full); n++ {
-		_, err := NewReader(bytes.NewReader(full[:n]), 0).ReadMessage()
+		_, err := newFrameReader(bytes.NewReader(full[:n]), 0).readMessage()
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Errorf("%d of %d bytes: %v, want io.ErrUnexpectedEOF", n, len(full), err)
 		}
 	}
 }
 
-// captures returns the byte streams in testdata/conformance: what clients
-// sent and what QEMU answered.
+// captures returns the conformance sequences and QEMU's captured replies
+// as fuzz seeds.
 func captures(t testing.TB) [][]byte {
-	var out [][]byte
-	seqs, _ := filepath.Glob("../testdata/conformance/*.seq")
-	for _, f := range seqs {
-		seq, err := conformance.ParseFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var all []byte
-		for _, st := range seq.Steps {
-			all = append(all, st.Data...)
-			if len(st.Data) < 4096 {
-				out = append(out, st.Data)
-			}
-		}
-		if len(all) < 1<<16 {
-			out = append(out, all)
-		}
+	seeds, err := conformance.Seeds("../testdata/conformance")
+	if err != nil {
+		t.Fatal(err)
 	}
-	goldens, _ := filepath.Glob("../testdata/conformance/*.qemu")
-	for _, f := range goldens {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		replies, err := conformance.ParseGolden(src)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for _, step := range slices.Sorted(maps.Keys(replies)) {
-			if b := replies[step]; len(b) > 0 {
-				out = append(out, b)
-			}
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no captures in ../testdata/conformance")
-	}
-	return out
+	return seeds
 }
 
 // FuzzReadMessage decodes arbitrary streams: no panic, no allocation beyond
@@ -166,22 +129,22 @@ func FuzzReadMessage(f *testing.F) {
 		f.Add(c, uint16(0))
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, limit uint16) {
-		r := NewReader(bytes.NewReader(stream), int(limit))
+		r := newFrameReader(bytes.NewReader(stream), int(limit))
 		off := 0
 		for {
-			m, err := r.ReadMessage()
+			m, err := r.readMessage()
 			if err != nil {
 				var tl *TooLargeError
 				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.As(err, &tl) {
 					t.Fatalf("unexpected error %v", err)
 				}
-				if errors.As(err, &tl) && tl.Length <= uint64(r.Max()) {
+				if errors.As(err, &tl) && tl.Length <= uint64(r.max) {
 					t.Fatalf("TooLargeError within the limit: %v", err)
 				}
 				return
 			}
-			if len(m.Payload) > r.Max() {
-				t.Fatalf("payload %d over limit %d", len(m.Payload), r.Max())
+			if len(m.Payload) > r.max {
+				t.Fatalf("payload %d over limit %d", len(m.Payload), r.max)
 			}
 			enc := m.Append(nil)
 			if !bytes.Equal(enc, stream[off:off+len(enc)]) {
@@ -195,33 +158,6 @@ func FuzzReadMessage(f *testing.F) {
 				}
 			case MsgError:
 				ParseError(m.Payload)
-			}
-		}
-	})
-}
-
-// FuzzHost feeds arbitrary byte streams, in arbitrary pieces, to the
-// QEMU-faithful host's input buffer: no panic, and the buffer never
-// overflows.
-func FuzzHost(f *testing.F) {
-	for _, c := range captures(f) {
-		f.Add(c, uint16(4096))
-	}
-	f.Fuzz(func(t *testing.T, stream []byte, chunk uint16) {
-		h := NewHost(nil)
-		n := int(chunk)%qemuReadChunk + 1
-		for len(stream) > 0 {
-			room := len(h.in) - h.inPos
-			if room == 0 {
-				return // stalled, as QEMU would be
-			}
-			k := min(n, room, len(stream))
-			copy(h.in[h.inPos:], stream[:k])
-			h.inPos += k
-			stream = stream[k:]
-			h.process()
-			if h.inHdr > h.inPos || h.inPos > len(h.in) {
-				t.Fatalf("buffer state pos %d hdr %d", h.inPos, h.inHdr)
 			}
 		}
 	})
@@ -254,12 +190,12 @@ func sizeName(n int) string {
 
 func BenchmarkEncode(b *testing.B) {
 	benchmarkSizes(b, func(b *testing.B, size int) {
-		w := NewWriter(io.Discard, 0)
+		w := newFrameWriter(io.Discard, 0)
 		m := Message{Type: MsgAPDU, Payload: make([]byte, size)}
 		b.SetBytes(int64(HeaderLen + size))
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := w.WriteMessage(m); err != nil {
+			if err := w.writeMessage(m); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -269,11 +205,11 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkDecode(b *testing.B) {
 	benchmarkSizes(b, func(b *testing.B, size int) {
 		enc := Message{Type: MsgAPDU, Payload: make([]byte, size)}.Append(nil)
-		r := NewReader(&cycle{b: enc}, 0)
+		r := newFrameReader(&cycle{b: enc}, 0)
 		b.SetBytes(int64(len(enc)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := r.ReadMessage(); err != nil {
+			if _, err := r.readMessage(); err != nil {
 				b.Fatal(err)
 			}
 		}

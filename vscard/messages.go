@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/vscardkit/vscardkit/internal/qemuatr"
 )
 
 // MsgType is the type field of a message header (vscard_common.h, enum
@@ -114,34 +116,32 @@ const QEMUInputBuffer = 64 << 10
 
 // MaxPayload is the largest payload QEMU accepts: a message of HeaderLen +
 // MaxPayload bytes exactly fills QEMU's input buffer. It is the default
-// payload limit of Reader and Writer.
+// payload limit of ReadMessage and of Client in both directions.
 const MaxPayload = QEMUInputBuffer - HeaderLen
 
-// Header is a message header (vscard_common.h, VSCMsgHeader).
-type Header struct {
+// header is a message header (vscard_common.h, VSCMsgHeader).
+type header struct {
 	Type     MsgType
 	ReaderID ReaderID
 	Length   uint32 // payload length, not counting the header
 }
 
-// Put encodes h into b[:HeaderLen]. It panics if b is shorter.
-func (h Header) Put(b []byte) {
+// put encodes h into b[:HeaderLen].
+func (h header) put(b []byte) {
 	_ = b[HeaderLen-1]
 	binary.BigEndian.PutUint32(b[0:], uint32(h.Type))
 	binary.BigEndian.PutUint32(b[4:], uint32(h.ReaderID))
 	binary.BigEndian.PutUint32(b[8:], h.Length)
 }
 
-// ParseHeader decodes the header at the start of b.
-func ParseHeader(b []byte) (Header, error) {
-	if len(b) < HeaderLen {
-		return Header{}, fmt.Errorf("vscard: header needs %d bytes, have %d: %w", HeaderLen, len(b), ErrMalformed)
-	}
-	return Header{
+// parseHeader decodes the header at the start of b, which holds at least
+// HeaderLen bytes.
+func parseHeader(b []byte) header {
+	return header{
 		Type:     MsgType(binary.BigEndian.Uint32(b[0:])),
 		ReaderID: ReaderID(binary.BigEndian.Uint32(b[4:])),
 		Length:   binary.BigEndian.Uint32(b[8:]),
-	}, nil
+	}
 }
 
 // Message is a whole message: header fields and payload.
@@ -152,15 +152,15 @@ type Message struct {
 }
 
 // Header returns m's header.
-func (m Message) Header() Header {
-	return Header{Type: m.Type, ReaderID: m.ReaderID, Length: uint32(len(m.Payload))}
+func (m Message) header() header {
+	return header{Type: m.Type, ReaderID: m.ReaderID, Length: uint32(len(m.Payload))}
 }
 
 // Append appends m's encoding (header and payload) to b.
 func (m Message) Append(b []byte) []byte {
 	n := len(b)
 	b = append(b, make([]byte, HeaderLen)...)
-	m.Header().Put(b[n:])
+	m.header().put(b[n:])
 	return append(b, m.Payload...)
 }
 
@@ -282,4 +282,17 @@ func ParseError(p []byte) (ErrorCode, error) {
 		return 0, fmt.Errorf("vscard: Error payload of %d bytes, need 4: %w", len(p), ErrMalformed)
 	}
 	return ErrorCode(binary.BigEndian.Uint32(p)), nil
+}
+
+// CheckATR reports whether QEMU's ccid-card-passthru accepts atr: at most 40
+// bytes, TS 3B or 3F, and interface bytes consistent with the historical
+// byte count. A client can use it to explain a refusal before QEMU does.
+func CheckATR(atr []byte) error {
+	if len(atr) > qemuatr.MaxLen {
+		return fmt.Errorf("vscard: ATR of %d bytes is longer than the %d QEMU accepts: %w", len(atr), qemuatr.MaxLen, ErrMalformed)
+	}
+	if !qemuatr.Check(atr, 0, len(atr)) {
+		return fmt.Errorf("vscard: ATR %X is inconsistent (QEMU refuses it): %w", atr, ErrMalformed)
+	}
+	return nil
 }

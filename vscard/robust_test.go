@@ -1,6 +1,7 @@
 package vscard_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,13 +15,30 @@ import (
 	"github.com/vscardkit/vscardkit/vscard"
 )
 
+// wire is a test host's end of a connection: it reads and writes whole
+// messages, each written in one Write.
+type wire struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func newWire(nc net.Conn) *wire { return &wire{nc: nc, br: bufio.NewReader(nc)} }
+
+func (w *wire) ReadMessage() (vscard.Message, error) { return vscard.ReadMessage(w.br, 0) }
+
+func (w *wire) WriteMessage(m vscard.Message) error {
+	_, err := w.nc.Write(m.Append(nil))
+	return err
+}
+
 // pipeHost runs the client side of the handshake over a net.Pipe, whose
 // writes block until the other end reads: the host end is returned to the
 // test, which reads and writes it with a Reader and a Writer.
-func pipeHost(t *testing.T, cfg *vscard.ClientConfig) (*vscard.Client, net.Conn, *vscard.Reader, *vscard.Writer) {
+func pipeHost(t *testing.T, cfg *vscard.ClientConfig) (*vscard.Client, net.Conn, *wire, *wire) {
 	t.Helper()
 	cn, hn := net.Pipe()
-	r, w := vscard.NewReader(hn, 0), vscard.NewWriter(hn, 0)
+	r := newWire(hn)
+	w := r
 	done := make(chan error, 1)
 	go func() {
 		if _, err := r.ReadMessage(); err != nil {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/tlsconfig"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -158,15 +157,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		default:
 		}
 	}
-	srv.Config.OnEvent = func(e vscard.Event) {
+	srv.Config.OnEvent = func(e vscardtest.Event) {
 		out.event(e)
 		switch e.Kind {
-		case vscard.EventCardInserted:
+		case vscardtest.EventCardInserted:
 			signal(cardIn)
 			signal(changed)
-		case vscard.EventConnected, vscard.EventCardRemoved, vscard.EventReaderRemoved:
+		case vscardtest.EventConnected, vscardtest.EventCardRemoved, vscardtest.EventReaderRemoved:
 			signal(changed)
-		case vscard.EventDisconnected:
+		case vscardtest.EventDisconnected:
 			signal(changed)
 			if o.once {
 				cancel()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vscardkit/vscardkit/internal/apdu"
-	"github.com/vscardkit/vscardkit/vscard"
+	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
 // printer writes one line per event, human-readable or JSON.
@@ -25,47 +25,47 @@ func newPrinter(w io.Writer, asJSON, showSecrets bool) *printer {
 }
 
 // fields returns an event's name and its fields, in a stable order.
-func (p *printer) fields(e vscard.Event) (string, [][2]any) {
+func (p *printer) fields(e vscardtest.Event) (string, [][2]any) {
 	var f [][2]any
 	add := func(k string, v any) { f = append(f, [2]any{k, v}) }
 	switch e.Kind {
-	case vscard.EventConnected:
+	case vscardtest.EventConnected:
 		add("remote", e.Remote)
-	case vscard.EventDisconnected:
+	case vscardtest.EventDisconnected:
 		add("remote", e.Remote)
 		if e.Err != nil {
 			add("reason", e.Err.Error())
 		}
-	case vscard.EventInit:
+	case vscardtest.EventInit:
 		add("magic", string(e.Init.Magic[:]))
 		add("version", e.Init.Version.String())
 		add("capabilities", e.Init.Capabilities)
-	case vscard.EventReaderAdded:
+	case vscardtest.EventReaderAdded:
 		add("reader", uint32(e.ReaderID))
 		add("name", e.Name)
-	case vscard.EventReaderRemoved, vscard.EventCardRemoved, vscard.EventFlushComplete:
+	case vscardtest.EventReaderRemoved, vscardtest.EventCardRemoved, vscardtest.EventFlushComplete:
 		add("reader", uint32(e.ReaderID))
-	case vscard.EventCardInserted, vscard.EventATRRejected:
+	case vscardtest.EventCardInserted, vscardtest.EventATRRejected:
 		add("reader", uint32(e.ReaderID))
 		add("atr", fmt.Sprintf("%X", e.ATR))
-	case vscard.EventAPDU:
+	case vscardtest.EventAPDU:
 		add("command", p.redact.Command(e.Command))
 		add("response", p.redact.Response(e.Response))
 		add("rtt_ms", float64(e.RTT.Microseconds())/1000)
-	case vscard.EventCardError:
+	case vscardtest.EventCardError:
 		add("command", p.redact.Command(e.Command))
 		add("code", e.Code.String())
 		add("rtt_ms", float64(e.RTT.Microseconds())/1000)
-	case vscard.EventUnexpected:
+	case vscardtest.EventUnexpected:
 		add("type", e.Type.String())
 		add("reader", uint32(e.ReaderID))
-	case vscard.EventStalled:
+	case vscardtest.EventStalled:
 		add("error", "input buffer full: QEMU would read nothing more from this client or any later one until the VM restarts")
 	}
 	return e.Kind.String(), f
 }
 
-func (p *printer) event(e vscard.Event) {
+func (p *printer) event(e vscardtest.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	name, f := p.fields(e)

@@ -12,7 +12,6 @@ import (
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/testcard"
 	"github.com/vscardkit/vscardkit/reader"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -57,7 +56,7 @@ func BenchmarkAPDURoundTrip(b *testing.B) {
 		c.Env = append(c.Environ(), p.Env())
 		proc := harness.Start(b, "vscclient-go", c)
 		defer proc.Stop()
-		if _, err := srv.WaitEvent(ctx, vscard.EventCardInserted); err != nil {
+		if _, err := srv.WaitEvent(ctx, vscardtest.EventCardInserted); err != nil {
 			b.Fatal(err)
 		}
 		harness.BenchRoundTrips(b, func() error { return ok(srv.Transmit(ctx, cmd)) })

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/vscardkit/vscardkit/internal/harness"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -40,7 +39,7 @@ func client(t *testing.T, args ...string) *harness.Process {
 	return harness.Start(t, "vscclient-go", exec.Command(bin, args...))
 }
 
-func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...vscard.EventKind) vscard.Event {
+func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...vscardtest.EventKind) vscardtest.Event {
 	t.Helper()
 	e, err := srv.WaitEvent(ctxT(t, d), kinds...)
 	if err != nil {
@@ -56,7 +55,7 @@ const recoveryBound = 2 * time.Second
 // checkRecovered fails the test when e, the event that completes the
 // recovery, came more than recoveryBound after the peer was back, and logs
 // the time it took.
-func checkRecovered(t *testing.T, what string, back time.Time, e vscard.Event) {
+func checkRecovered(t *testing.T, what string, back time.Time, e vscardtest.Event) {
 	t.Helper()
 	took := e.Time.Sub(back)
 	t.Logf("%s: card announced %v after the peer was back", what, took.Round(time.Millisecond))
@@ -110,7 +109,7 @@ func TestSoftCard(t *testing.T) {
 	defer srv.Close()
 	host, port, _ := net.SplitHostPort(srv.Addr())
 	p := client(t, "--card", "soft", host, port)
-	e := waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	e := waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	if !bytes.HasPrefix(e.ATR, []byte{0x3B}) {
 		t.Fatalf("ATR %X", e.ATR)
 	}
@@ -126,9 +125,9 @@ func TestSoftCard(t *testing.T) {
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, srv, 5*time.Second, vscard.EventCardRemoved)
-	waitEvent(t, srv, 5*time.Second, vscard.EventReaderRemoved)
-	waitEvent(t, srv, 5*time.Second, vscard.EventDisconnected)
+	waitEvent(t, srv, 5*time.Second, vscardtest.EventCardRemoved)
+	waitEvent(t, srv, 5*time.Second, vscardtest.EventReaderRemoved)
+	waitEvent(t, srv, 5*time.Second, vscardtest.EventDisconnected)
 	if err := p.Err(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Output())
 	}
@@ -156,7 +155,7 @@ func TestConnectForms(t *testing.T) {
 		}
 		srv.Start()
 		p := client(t, append([]string{"--card", "soft"}, tc.args(srv.Addr())...)...)
-		waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+		waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 		p.Stop()
 		srv.Close()
 	}
@@ -200,7 +199,7 @@ func TestReconnectFakeHost(t *testing.T) {
 	addr := srv.Addr()
 	host, port, _ := net.SplitHostPort(addr)
 	p := client(t, "--card", "soft", "--max-backoff", "500ms", host, port)
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	srv.Close()
 	idleCPU(t, p, 3*time.Second)
 
@@ -211,9 +210,9 @@ func TestReconnectFakeHost(t *testing.T) {
 	back := time.Now()
 	srv2.Start()
 	defer srv2.Close()
-	waitEvent(t, srv2, 2*time.Second, vscard.EventReaderRemoved) // clearing an earlier session
-	waitEvent(t, srv2, 2*time.Second, vscard.EventReaderAdded)
-	waitEvent(t, srv2, 2*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv2, 2*time.Second, vscardtest.EventReaderRemoved) // clearing an earlier session
+	waitEvent(t, srv2, 2*time.Second, vscardtest.EventReaderAdded)
+	waitEvent(t, srv2, 2*time.Second, vscardtest.EventCardInserted)
 	t.Logf("card announced again %v after the host came back", time.Since(back))
 	if _, err := srv2.Transmit(ctxT(t, 5*time.Second), selectPIV); err != nil {
 		t.Fatal(err)

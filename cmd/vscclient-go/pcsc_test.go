@@ -16,7 +16,6 @@ import (
 	"github.com/vscardkit/vscardkit/internal/bridge"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/testcard"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -43,7 +42,7 @@ func startPCSC(t *testing.T, extra ...string) *pcscSetup {
 	s.client = harness.Start(t, "vscclient-go", cmd)
 	// The test card offers T=1 only: the guest is told T=0 first (see
 	// pcscsource.ForGuest), which is the test card's dual-protocol ATR.
-	if e := waitEvent(t, s.srv, 20*time.Second, vscard.EventCardInserted); !bytes.Equal(e.ATR, testcard.ATRDual) {
+	if e := waitEvent(t, s.srv, 20*time.Second, vscardtest.EventCardInserted); !bytes.Equal(e.ATR, testcard.ATRDual) {
 		t.Fatalf("announced ATR %X, want %X (the card's is %X)", e.ATR, testcard.ATRDual, s.card.ATR())
 	}
 	return s
@@ -120,8 +119,8 @@ func TestPCSCPath(t *testing.T) {
 	// SIGTERM: card and reader removed before the exit.
 	s.srv.Events()
 	s.client.Signal(syscall.SIGTERM)
-	waitEvent(t, s.srv, 5*time.Second, vscard.EventCardRemoved)
-	waitEvent(t, s.srv, 5*time.Second, vscard.EventReaderRemoved)
+	waitEvent(t, s.srv, 5*time.Second, vscardtest.EventCardRemoved)
+	waitEvent(t, s.srv, 5*time.Second, vscardtest.EventReaderRemoved)
 	if err := s.client.Err(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
@@ -132,12 +131,12 @@ func TestPCSCCardPulled(t *testing.T) {
 	s := startPCSC(t)
 	for range 2 {
 		s.card.Remove()
-		waitEvent(t, s.srv, 5*time.Second, vscard.EventCardRemoved)
+		waitEvent(t, s.srv, 5*time.Second, vscardtest.EventCardRemoved)
 		if err := s.card.Insert(s.pcscd.VPCDAddr(0)); err != nil {
 			t.Fatal(err)
 		}
 		back := time.Now()
-		checkRecovered(t, "card re-inserted", back, waitEvent(t, s.srv, 5*time.Second, vscard.EventCardInserted))
+		checkRecovered(t, "card re-inserted", back, waitEvent(t, s.srv, 5*time.Second, vscardtest.EventCardInserted))
 		if resp := s.transmit(t, []byte{0x80, 0x18, 0x00, 0x00, 0x00}); apdu.Response(resp).SW() != apdu.SWOK {
 			t.Fatalf("STATUS after reinsertion: %X", resp)
 		}
@@ -149,15 +148,15 @@ func TestPCSCCardPulled(t *testing.T) {
 func TestPCSCServiceRestart(t *testing.T) {
 	s := startPCSC(t)
 	s.pcscd.Kill()
-	waitEvent(t, s.srv, 5*time.Second, vscard.EventCardRemoved)
-	waitEvent(t, s.srv, 5*time.Second, vscard.EventReaderRemoved)
+	waitEvent(t, s.srv, 5*time.Second, vscardtest.EventCardRemoved)
+	waitEvent(t, s.srv, 5*time.Second, vscardtest.EventReaderRemoved)
 	idleCPU(t, s.client, 3*time.Second)
 	if err := s.pcscd.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	waitEvent(t, s.srv, 10*time.Second, vscard.EventReaderAdded)
-	checkRecovered(t, "pcscd restarted", back, waitEvent(t, s.srv, 10*time.Second, vscard.EventCardInserted))
+	waitEvent(t, s.srv, 10*time.Second, vscardtest.EventReaderAdded)
+	checkRecovered(t, "pcscd restarted", back, waitEvent(t, s.srv, 10*time.Second, vscardtest.EventCardInserted))
 	if resp := s.transmit(t, []byte{0x80, 0x18, 0x00, 0x00, 0x00}); apdu.Response(resp).SW() != apdu.SWOK {
 		t.Fatalf("STATUS after the restart: %X", resp)
 	}
@@ -172,12 +171,12 @@ func TestPCSCReaderReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	waitEvent(t, s.srv, 10*time.Second, vscard.EventReaderRemoved)
-	e := waitEvent(t, s.srv, 10*time.Second, vscard.EventReaderAdded)
+	waitEvent(t, s.srv, 10*time.Second, vscardtest.EventReaderRemoved)
+	e := waitEvent(t, s.srv, 10*time.Second, vscardtest.EventReaderAdded)
 	if e.Name == old || !strings.HasPrefix(e.Name, "Other Reader") {
 		t.Fatalf("new reader %q (old %q)", e.Name, old)
 	}
-	checkRecovered(t, "reader replaced", back, waitEvent(t, s.srv, 10*time.Second, vscard.EventCardInserted))
+	checkRecovered(t, "reader replaced", back, waitEvent(t, s.srv, 10*time.Second, vscardtest.EventCardInserted))
 }
 
 // The host killed and restarted while the card stays: the client reconnects
@@ -193,7 +192,7 @@ func TestPCSCHostRestart(t *testing.T) {
 	srv2.Start()
 	defer srv2.Close()
 	back := time.Now()
-	waitEvent(t, srv2, 2*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv2, 2*time.Second, vscardtest.EventCardInserted)
 	t.Logf("card announced %v after the host came back", time.Since(back))
 	resp, err := srv2.Transmit(ctxT(t, 10*time.Second), []byte{0x80, 0x18, 0x00, 0x00, 0x00})
 	if err != nil || apdu.Response(resp).SW() != apdu.SWOK {

@@ -11,7 +11,6 @@ import (
 	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/bridge"
 	"github.com/vscardkit/vscardkit/internal/leaktest"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -81,7 +80,7 @@ func running(t *testing.T, srv *vscardtest.Server, src bridge.Source) (b *bridge
 	return b, stop
 }
 
-func wait(t *testing.T, srv *vscardtest.Server, kinds ...vscard.EventKind) vscard.Event {
+func wait(t *testing.T, srv *vscardtest.Server, kinds ...vscardtest.EventKind) vscardtest.Event {
 	t.Helper()
 	e, err := srv.WaitEvent(ctxT(t), kinds...)
 	if err != nil {
@@ -98,10 +97,10 @@ func TestBridgeAnnounceAndServe(t *testing.T) {
 	card := newTableCard()
 	_, stop := running(t, srv, bridge.NewStatic("Test Reader 00", atr, card))
 
-	if e := wait(t, srv, vscard.EventReaderAdded); e.Name != "Test Reader 00" {
+	if e := wait(t, srv, vscardtest.EventReaderAdded); e.Name != "Test Reader 00" {
 		t.Fatalf("reader %q", e.Name)
 	}
-	if e := wait(t, srv, vscard.EventCardInserted); !bytes.Equal(e.ATR, atr) {
+	if e := wait(t, srv, vscardtest.EventCardInserted); !bytes.Equal(e.ATR, atr) {
 		t.Fatalf("ATR %X", e.ATR)
 	}
 	if card.resets.Load() != 1 {
@@ -127,7 +126,7 @@ func TestBridgeAnnounceAndServe(t *testing.T) {
 		}
 	}
 	// A failing card answers Error, not silence.
-	if _, err := srv.Transmit(ctx, []byte{0x00, 0x66, 0x00, 0x00}); !errors.As(err, new(*vscard.CardError)) {
+	if _, err := srv.Transmit(ctx, []byte{0x00, 0x66, 0x00, 0x00}); !errors.As(err, new(*vscardtest.CardError)) {
 		t.Fatalf("failing card: %v", err)
 	}
 	// Flush is answered.
@@ -138,8 +137,8 @@ func TestBridgeAnnounceAndServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Leaving removes the card and the reader.
-	wait(t, srv, vscard.EventCardRemoved)
-	wait(t, srv, vscard.EventReaderRemoved)
+	wait(t, srv, vscardtest.EventCardRemoved)
+	wait(t, srv, vscardtest.EventReaderRemoved)
 	if st := srv.Host().State(); st.CardPresent || st.ReaderAdded {
 		t.Fatalf("host state after the bridge left: %+v", st)
 	}
@@ -179,7 +178,7 @@ func TestBridgeSplitsLongResponses(t *testing.T) {
 	defer srv.Close()
 	card := newTableCard()
 	b, _ := running(t, srv, bridge.NewStatic("r", atr, card))
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 	resp, err := srv.Transmit(ctxT(t), []byte{0x00, 0xCA, 0x01, 0x00, 0x00})
 	if err != nil {
 		t.Fatal(err)
@@ -206,28 +205,28 @@ func TestBridgeFollowsSource(t *testing.T) {
 	defer srv.Close()
 	src := bridge.NewStatic("r", atr, newTableCard())
 	running(t, srv, src)
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 
 	src.Remove()
-	wait(t, srv, vscard.EventCardRemoved)
+	wait(t, srv, vscardtest.EventCardRemoved)
 	other := []byte{0x3B, 0x00}
 	src.Insert(other, newTableCard())
-	if e := wait(t, srv, vscard.EventCardInserted); !bytes.Equal(e.ATR, other) {
+	if e := wait(t, srv, vscardtest.EventCardInserted); !bytes.Equal(e.ATR, other) {
 		t.Fatalf("new card ATR %X", e.ATR)
 	}
 	// Reinsertion of the same card (a reset) is seen as removal + insertion.
 	src.Insert(other, newTableCard())
-	wait(t, srv, vscard.EventCardRemoved)
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardRemoved)
+	wait(t, srv, vscardtest.EventCardInserted)
 	// Reader unplugged and back.
 	src.SetReader("")
-	wait(t, srv, vscard.EventReaderRemoved)
+	wait(t, srv, vscardtest.EventReaderRemoved)
 	src.SetReader("r2")
-	if e := wait(t, srv, vscard.EventReaderAdded); e.Name != "r2" {
+	if e := wait(t, srv, vscardtest.EventReaderAdded); e.Name != "r2" {
 		t.Fatalf("reader %q", e.Name)
 	}
 	src.Insert(atr, newTableCard())
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 }
 
 // The host goes away and comes back on the same port (QEMU restarted): the
@@ -237,7 +236,7 @@ func TestBridgeReconnects(t *testing.T) {
 	srv := vscardtest.NewServer()
 	addr := srv.Addr()
 	b, _ := running(t, srv, bridge.NewStatic("r", atr, newTableCard()))
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 	srv.Close()
 
 	// A new host on the same port, a moment later.
@@ -248,16 +247,16 @@ func TestBridgeReconnects(t *testing.T) {
 	}
 	srv2.Start()
 	defer srv2.Close()
-	wait(t, srv2, vscard.EventReaderRemoved) // the clearing ReaderRemove
-	wait(t, srv2, vscard.EventReaderAdded)
-	wait(t, srv2, vscard.EventCardInserted)
+	wait(t, srv2, vscardtest.EventReaderRemoved) // the clearing ReaderRemove
+	wait(t, srv2, vscardtest.EventReaderAdded)
+	wait(t, srv2, vscardtest.EventCardInserted)
 	if _, err := srv2.Transmit(ctxT(t), []byte{0, 0xA4, 0x04, 0}); err != nil {
 		t.Fatal(err)
 	}
 	// A socket reset, same host: reconnect again.
 	srv2.CloseClientConnections()
-	wait(t, srv2, vscard.EventDisconnected)
-	wait(t, srv2, vscard.EventCardInserted)
+	wait(t, srv2, vscardtest.EventDisconnected)
+	wait(t, srv2, vscardtest.EventCardInserted)
 	if s := b.Stats().Sessions; s != 3 {
 		t.Fatalf("%d sessions, want 3", s)
 	}
@@ -273,16 +272,16 @@ func TestBridgeReannouncesOnNewCardDevice(t *testing.T) {
 	defer srv.Close()
 	card := newTableCard()
 	b, _ := running(t, srv, bridge.NewStatic("Test Reader 00", atr, card))
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 	for i := range 3 {
 		if err := srv.Host().Replug(); err != nil {
 			t.Fatal(err)
 		}
-		wait(t, srv, vscard.EventReplugged)
-		if e := wait(t, srv, vscard.EventReaderAdded, vscard.EventDisconnected); e.Kind != vscard.EventReaderAdded || e.Name != "Test Reader 00" {
+		wait(t, srv, vscardtest.EventReplugged)
+		if e := wait(t, srv, vscardtest.EventReaderAdded, vscardtest.EventDisconnected); e.Kind != vscardtest.EventReaderAdded || e.Name != "Test Reader 00" {
 			t.Fatalf("replug %d: got %v %q, want the reader announced again", i, e.Kind, e.Name)
 		}
-		if e := wait(t, srv, vscard.EventCardInserted); !bytes.Equal(e.ATR, atr) {
+		if e := wait(t, srv, vscardtest.EventCardInserted); !bytes.Equal(e.ATR, atr) {
 			t.Fatalf("replug %d: ATR %X", i, e.ATR)
 		}
 		resp, err := srv.Transmit(ctxT(t), []byte{0x00, 0xA4, 0x04, 0x00})

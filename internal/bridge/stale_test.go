@@ -8,7 +8,6 @@ import (
 
 	"github.com/vscardkit/vscardkit/internal/bridge"
 	"github.com/vscardkit/vscardkit/internal/leaktest"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -45,7 +44,7 @@ func TestBridgeNoAnswerCrossesAReannouncement(t *testing.T) {
 	old := &slowCard{got: make(chan struct{}), release: make(chan struct{})}
 	src := bridge.NewStatic("Test Reader 00", atr, old)
 	_, stop := running(t, srv, src)
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 
 	first := make(chan error, 1)
 	go func() {
@@ -54,12 +53,12 @@ func TestBridgeNoAnswerCrossesAReannouncement(t *testing.T) {
 	}()
 	<-old.got
 	src.Insert(atr, &slowCard{got: make(chan struct{}), release: make(chan struct{})})
-	wait(t, srv, vscard.EventCardRemoved)
+	wait(t, srv, vscardtest.EventCardRemoved)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		close(old.release)
 	}()
-	wait(t, srv, vscard.EventCardInserted)
+	wait(t, srv, vscardtest.EventCardInserted)
 	<-first // ended by the removal
 	for _, p := range [][2]byte{{0x11, 0x22}, {0x33, 0x44}} {
 		resp, err := srv.Transmit(ctxT(t), []byte{0x00, 0x02, p[0], p[1]})

@@ -23,8 +23,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,4 +331,48 @@ func (c *conn) waitN(n int, timeout time.Duration) []byte {
 		}
 	}
 	return got
+}
+
+// Seeds returns the byte streams in dir (testdata/conformance) as fuzz
+// seeds: every step a client sends (under 4 KiB), each sequence whole (under
+// 64 KiB), and every reply QEMU gave in the captures.
+func Seeds(dir string) ([][]byte, error) {
+	var out [][]byte
+	seqs, _ := filepath.Glob(filepath.Join(dir, "*.seq"))
+	for _, f := range seqs {
+		seq, err := ParseFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var all []byte
+		for _, st := range seq.Steps {
+			all = append(all, st.Data...)
+			if len(st.Data) < 4096 {
+				out = append(out, st.Data)
+			}
+		}
+		if len(all) < 1<<16 {
+			out = append(out, all)
+		}
+	}
+	goldens, _ := filepath.Glob(filepath.Join(dir, "*.qemu"))
+	for _, f := range goldens {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		replies, err := ParseGolden(src)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for _, step := range slices.Sorted(maps.Keys(replies)) {
+			if b := replies[step]; len(b) > 0 {
+				out = append(out, b)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("conformance: no captures in %s", dir)
+	}
+	return out, nil
 }

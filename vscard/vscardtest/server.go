@@ -1,11 +1,13 @@
-// Package vscardtest provides a fake QEMU for VSCard clients: a TCP server
-// on a loopback port whose vscard.Host answers exactly as QEMU 7.2's
-// ccid-card-passthru does, shaped like net/http/httptest.
+// Package vscardtest is a fake QEMU for VSCard clients. Host is the host
+// role of the protocol as QEMU 7.2's ccid-card-passthru device implements
+// it, reply for reply, on any net.Conn (Host.ServeConn); it reports what it
+// sees as Events and plays the guest (Host.Transmit). Server puts a Host on
+// a loopback TCP port, shaped like net/http/httptest:
 //
 //	srv := vscardtest.NewServer()
 //	defer srv.Close()
 //	// point the client at srv.Addr() ...
-//	ev, err := srv.WaitEvent(ctx, vscard.EventCardInserted)
+//	ev, err := srv.WaitEvent(ctx, vscardtest.EventCardInserted)
 //	resp, err := srv.Transmit(ctx, selectPIV)
 //
 // Like QEMU's chardev (server=on,wait=off) the server serves one client at
@@ -22,8 +24,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/vscardkit/vscardkit/vscard"
 )
 
 // eventBuffer is how many events the server keeps for Events and WaitEvent
@@ -39,7 +39,7 @@ type Server struct {
 
 	// Config configures the Host; set its fields before Start. OnEvent is
 	// chained: the server records every event and then calls it.
-	Config vscard.HostConfig
+	Config HostConfig
 
 	// TLS, when set before Start, makes the server speak TLS, as QEMU's
 	// chardev with tls-creds does.
@@ -48,7 +48,7 @@ type Server struct {
 	// Logger receives connection-level messages; nil discards.
 	Logger *slog.Logger
 
-	host *vscard.Host
+	host *Host
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,7 +56,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	conn    net.Conn // the connection being served, if any
-	events  []vscard.Event
+	events  []Event
 	dropped int
 	notify  chan struct{} // closed and replaced when an event arrives
 	closed  bool
@@ -96,13 +96,13 @@ func (s *Server) Start() {
 	}
 	cfg := s.Config
 	user := cfg.OnEvent
-	cfg.OnEvent = func(e vscard.Event) {
+	cfg.OnEvent = func(e Event) {
 		s.record(e)
 		if user != nil {
 			user(e)
 		}
 	}
-	s.host = vscard.NewHost(&cfg)
+	s.host = NewHost(&cfg)
 	s.notify = make(chan struct{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
@@ -156,9 +156,9 @@ func (s *Server) acceptLoop() {
 func (s *Server) Addr() string { return s.Listener.Addr().String() }
 
 // Host returns the server's host, for State, Reset, Transmit and Flush.
-func (s *Server) Host() *vscard.Host { return s.host }
+func (s *Server) Host() *Host { return s.host }
 
-// Transmit plays the guest sending cmd; see vscard.Host.Transmit.
+// Transmit plays the guest sending cmd; see Host.Transmit.
 func (s *Server) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	if s.host == nil {
 		return nil, ErrNotStarted
@@ -166,7 +166,7 @@ func (s *Server) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return s.host.Transmit(ctx, cmd)
 }
 
-// Flush sends Flush and waits for FlushComplete; see vscard.Host.Flush.
+// Flush sends Flush and waits for FlushComplete; see Host.Flush.
 func (s *Server) Flush(ctx context.Context) error {
 	if s.host == nil {
 		return ErrNotStarted
@@ -202,7 +202,7 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-func (s *Server) record(e vscard.Event) {
+func (s *Server) record(e Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.events) >= eventBuffer {
@@ -215,7 +215,7 @@ func (s *Server) record(e vscard.Event) {
 }
 
 // Events returns, and forgets, the events recorded so far.
-func (s *Server) Events() []vscard.Event {
+func (s *Server) Events() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev := s.events
@@ -225,7 +225,7 @@ func (s *Server) Events() []vscard.Event {
 
 // WaitEvent consumes recorded events, oldest first, until one of the given
 // kinds arrives, and returns it. Events before it are dropped.
-func (s *Server) WaitEvent(ctx context.Context, kinds ...vscard.EventKind) (vscard.Event, error) {
+func (s *Server) WaitEvent(ctx context.Context, kinds ...EventKind) (Event, error) {
 	for {
 		s.mu.Lock()
 		for len(s.events) > 0 {
@@ -243,7 +243,7 @@ func (s *Server) WaitEvent(ctx context.Context, kinds ...vscard.EventKind) (vsca
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return vscard.Event{}, fmt.Errorf("vscardtest: waiting for %v: %w", kinds, ctx.Err())
+			return Event{}, fmt.Errorf("vscardtest: waiting for %v: %w", kinds, ctx.Err())
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/testcard"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -73,11 +72,11 @@ func echoed(r result, data []byte) bool {
 
 // describe says what the host got for a command.
 func describe(r result) string {
-	var ce *vscard.CardError
+	var ce *vscardtest.CardError
 	switch {
 	case errors.As(r.err, &ce):
 		return "Error{" + ce.Code.String() + "}"
-	case errors.Is(r.err, vscard.ErrCardRemoved):
+	case errors.Is(r.err, vscardtest.ErrCardRemoved):
 		return "CardRemove while pending"
 	case r.err != nil:
 		return r.err.Error()
@@ -86,10 +85,10 @@ func describe(r result) string {
 }
 
 // kinds lists the kinds of events.
-func kinds(ev []vscard.Event) string {
+func kinds(ev []vscardtest.Event) string {
 	var s []string
 	for _, e := range ev {
-		if e.Kind != vscard.EventAPDU {
+		if e.Kind != vscardtest.EventAPDU {
 			s = append(s, e.Kind.String())
 		}
 	}
@@ -108,7 +107,7 @@ func TestPCSCDKilledMuteCard(t *testing.T) {
 	defer srv.Close()
 	p := r.client(t, srv.Addr())
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, statusCmd)
 	srv.Events()
 
@@ -128,7 +127,7 @@ func TestPCSCDKilledMuteCard(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, statusCmd)
 	recovered := time.Since(back)
 	finish(t, p)
@@ -144,7 +143,7 @@ func TestPCSCDKilledMidEcho(t *testing.T) {
 	defer srv.Close()
 	p := r.client(t, srv.Addr())
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	srv.Events()
 	data := make([]byte, 65000)
 	for i := range data {
@@ -188,7 +187,7 @@ func TestPCSCDKilledMidEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	res := wait(t, transmitAsync(t, srv, echo), 30*time.Second, "the ECHO after the restart")
 	if !echoed(res, data) {
 		t.Fatalf("ECHO after the restart: %s", describe(res))
@@ -208,7 +207,7 @@ func TestCardPulledMidAPDU(t *testing.T) {
 	defer srv.Close()
 	p := r.client(t, srv.Addr())
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	srv.Events()
 
 	r.card.Mute(true)
@@ -227,7 +226,7 @@ func TestCardPulledMidAPDU(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, statusCmd)
 	recovered := time.Since(back)
 	finish(t, p)

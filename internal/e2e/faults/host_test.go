@@ -55,7 +55,7 @@ func TestHostKilledMidAPDU(t *testing.T) {
 	waitLog(t, p, time.Second, "lost the host", 1)
 	events := srv.Events()
 	for _, e := range events {
-		if e.Kind == vscard.EventUnexpected {
+		if e.Kind == vscardtest.EventUnexpected {
 			t.Errorf("the new host got a stray %v", e.Type)
 		}
 	}
@@ -80,12 +80,12 @@ func TestConnectionResetMidFrameToClient(t *testing.T) {
 	px := newProxy(t, srv.Addr())
 	p := startClient(t, nil, append([]string{"--card", "soft", "--max-backoff", "200ms"}, hostPort(px.Addr())...)...)
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, selectPIV)
 
 	px.CutAfter(toClient, vscard.HeaderLen+int64(len(selectPIV))/2)
 	_, err := srv.Transmit(ctxT(t, 20*time.Second), selectPIV)
-	if !errors.Is(err, vscard.ErrCardRemoved) {
+	if !errors.Is(err, vscardtest.ErrCardRemoved) {
 		t.Fatalf("the command cut in the middle: %v, want the card removed", err)
 	}
 	cut := time.Now()
@@ -96,7 +96,7 @@ func TestConnectionResetMidFrameToClient(t *testing.T) {
 	for _, e := range srv.Events() {
 		saw = append(saw, e.Kind.String())
 	}
-	waitEvent(t, srv, 10*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 10*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, selectPIV)
 	recovered := time.Since(cut)
 	waitLog(t, p, time.Second, "lost the host", 1)
@@ -124,7 +124,7 @@ func TestConnectionResetMidFrameToHost(t *testing.T) {
 	px := newProxy(t, srv.Addr())
 	p := startClient(t, nil, append([]string{"--card", "soft", "--max-backoff", "200ms"}, hostPort(px.Addr())...)...)
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	want := transmitOK(t, srv, selectPIV)
 
 	// Cut two bytes before the end of the response: the next connection's
@@ -147,7 +147,7 @@ func TestConnectionResetMidFrameToHost(t *testing.T) {
 		return srv.Host().Reset() == nil
 	})
 	reset := time.Now()
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	transmitOK(t, srv, selectPIV)
 	recovered := time.Since(reset)
 	finish(t, p)
@@ -231,20 +231,19 @@ func TestHostFloods(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w := vscard.NewWriter(c.nc, 0)
 				for range n {
-					if werr = w.WriteMessage(vscard.Message{Type: tc.typ, ReaderID: vscard.MinimalReaderID, Payload: big}); werr != nil {
+					if werr = vscard.WriteMessage(c.nc, vscard.Message{Type: tc.typ, ReaderID: vscard.MinimalReaderID, Payload: big}); werr != nil {
 						return
 					}
 				}
 				floodEnd = time.Now()
-				werr = w.WriteMessage(vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: selectPIV})
+				werr = vscard.WriteMessage(c.nc, vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: selectPIV})
 			}()
 			c.nc.SetReadDeadline(time.Now().Add(2 * time.Minute))
 			errors, apdus := 0, 0
 			var last vscard.Message
 			for i := 0; i <= tc.answers; i++ {
-				m, err := c.r.ReadMessage()
+				m, err := vscard.ReadMessage(c.r, 0)
 				if err != nil {
 					t.Fatalf("after %d answers: %v", i, err)
 				}
@@ -301,9 +300,8 @@ func stallHost(t *testing.T, h *rawHost) (*rawConn, *atomic.Int64, <-chan error)
 	written := new(atomic.Int64)
 	werr := make(chan error, 1)
 	go func() {
-		w := vscard.NewWriter(c.nc, 0)
 		for {
-			if err := w.WriteMessage(vscard.Message{Type: vscard.MsgAPDU, Payload: getCert}); err != nil {
+			if err := vscard.WriteMessage(c.nc, vscard.Message{Type: vscard.MsgAPDU, Payload: getCert}); err != nil {
 				werr <- err
 				return
 			}

@@ -1,6 +1,7 @@
 package faults_test
 
 import (
+	"bufio"
 	"net"
 	"testing"
 	"time"
@@ -31,8 +32,7 @@ func (h *rawHost) Addr() string { return h.l.Addr().String() }
 // rawConn is one client connection of a rawHost.
 type rawConn struct {
 	nc  *net.TCPConn
-	r   *vscard.Reader
-	w   *vscard.Writer
+	r   *bufio.Reader
 	atr []byte
 }
 
@@ -46,11 +46,11 @@ func (h *rawHost) accept(t *testing.T, d time.Duration) *rawConn {
 		t.Fatalf("raw host: no client: %v", err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := &rawConn{nc: nc, r: vscard.NewReader(nc, 0), w: vscard.NewWriter(nc, 0)}
+	c := &rawConn{nc: nc, r: bufio.NewReader(nc)}
 	nc.SetDeadline(time.Now().Add(d))
 	defer nc.SetDeadline(time.Time{})
 	for {
-		m, err := c.r.ReadMessage()
+		m, err := vscard.ReadMessage(c.r, 0)
 		if err != nil {
 			t.Fatalf("raw host: letting the client in: %v", err)
 		}
@@ -78,7 +78,7 @@ func (c *rawConn) ack(t *testing.T, id vscard.ReaderID) {
 
 func (c *rawConn) send(t *testing.T, m vscard.Message) {
 	t.Helper()
-	if err := c.w.WriteMessage(m); err != nil {
+	if err := vscard.WriteMessage(c.nc, m); err != nil {
 		t.Fatalf("raw host: sending %v: %v", m.Type, err)
 	}
 }
@@ -90,7 +90,7 @@ func (c *rawConn) transmit(t *testing.T, cmd []byte, d time.Duration) vscard.Mes
 	c.send(t, vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: cmd})
 	c.nc.SetReadDeadline(time.Now().Add(d))
 	defer c.nc.SetReadDeadline(time.Time{})
-	m, err := c.r.ReadMessage()
+	m, err := vscard.ReadMessage(c.r, 0)
 	if err != nil {
 		t.Fatalf("raw host: waiting for the answer to %X: %v", cmd[:min(len(cmd), 8)], err)
 	}

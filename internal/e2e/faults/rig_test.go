@@ -17,7 +17,6 @@ import (
 
 	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/harness"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -60,7 +59,7 @@ func hostPort(addr string) []string {
 	return []string{h, p}
 }
 
-func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...vscard.EventKind) vscard.Event {
+func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...vscardtest.EventKind) vscardtest.Event {
 	t.Helper()
 	e, err := srv.WaitEvent(ctxT(t, d), kinds...)
 	if err != nil {

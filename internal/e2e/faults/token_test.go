@@ -11,7 +11,6 @@ import (
 
 	"github.com/vscardkit/vscardkit/internal/apdu"
 	"github.com/vscardkit/vscardkit/internal/harness"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -50,7 +49,7 @@ func TestTokenRemovedMidOperation(t *testing.T) {
 	defer srv.Close()
 	p := startClient(t, h.Env(), append([]string{"--card", h.URI(""), "--slot", "9a=id:01"}, hostPort(srv.Addr())...)...)
 	mem := sample(t, p.PID())
-	waitEvent(t, srv, 20*time.Second, vscard.EventCardInserted)
+	waitEvent(t, srv, 20*time.Second, vscardtest.EventCardInserted)
 	digest := sha256.Sum256([]byte("faults"))
 	sign := func() ([]byte, error) {
 		resp, err := srv.Transmit(ctxT(t, 20*time.Second), signAPDU(digest[:]))

@@ -148,7 +148,7 @@ func startRig(t *testing.T, ctx context.Context) *rig {
 }
 
 // waitHost waits for the fake host's next event of kind.
-func (r *rig) waitHost(ctx context.Context, kind vscard.EventKind) vscard.Event {
+func (r *rig) waitHost(ctx context.Context, kind vscardtest.EventKind) vscardtest.Event {
 	r.t.Helper()
 	ev, err := r.srv.WaitEvent(ctx, kind)
 	if err != nil {
@@ -180,14 +180,14 @@ func (r *rig) qmp(ctx context.Context, command string, args any) {
 // the PIV applet's ATR.
 func (r *rig) checkCard(ctx context.Context) (name string, at time.Time) {
 	r.t.Helper()
-	added := r.waitHost(ctx, vscard.EventReaderAdded)
+	added := r.waitHost(ctx, vscardtest.EventReaderAdded)
 	// libccid names QEMU's emulated reader (08e6:4433) after the Gemalto
 	// reader it imitates; with udev, pcscd adds the USB serial number,
 	// which QEMU makes from the port.
 	if !strings.Contains(added.Name, "Gemalto") {
 		r.t.Errorf("the guest's vscclient-go announced reader %q, want the guest's reader (libccid's name for QEMU's usb-ccid)", added.Name)
 	}
-	ins := r.waitHost(ctx, vscard.EventCardInserted)
+	ins := r.waitHost(ctx, vscardtest.EventCardInserted)
 	if !bytes.Equal(ins.ATR, piv.ATR()) {
 		r.t.Errorf("the host got ATR %X, want the soft card's %X", ins.ATR, piv.ATR())
 	}
@@ -245,8 +245,8 @@ func (r *rig) unplug(ctx context.Context) (removed, gone, guestSaw time.Duration
 			r.t.Errorf("%v for reader %d, want 0 (the one reader QEMU has)", m.Type, m.ReaderID)
 		}
 	}
-	r.waitHost(ctx, vscard.EventCardRemoved)
-	r.waitHost(ctx, vscard.EventReaderRemoved)
+	r.waitHost(ctx, vscardtest.EventCardRemoved)
+	r.waitHost(ctx, vscardtest.EventReaderRemoved)
 	if st := r.srv.Host().State(); st.ReaderAdded || st.CardPresent {
 		r.t.Errorf("after the unplug the host still has reader=%t card=%t", st.ReaderAdded, st.CardPresent)
 	}
@@ -447,7 +447,7 @@ func TestReaderReplugSameChardev(t *testing.T) {
 	// new chardev.
 	wait, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
-	ins, err := r.srv.WaitEvent(wait, vscard.EventCardInserted)
+	ins, err := r.srv.WaitEvent(wait, vscardtest.EventCardInserted)
 	if err != nil {
 		t.Fatalf("the card did not come back to the guest's reader (%v); the host's vscclient-go:\n%s", err, r.soft.Output())
 	}

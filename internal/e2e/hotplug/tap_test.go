@@ -1,6 +1,7 @@
 package hotplug_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -91,10 +92,9 @@ func (tp *tap) accept() {
 		go func() { // client -> host, decoded and recorded
 			defer tp.wg.Done()
 			defer up.Close()
-			r := vscard.NewReader(c, 0)
-			w := vscard.NewWriter(up, 0)
+			r := bufio.NewReader(c)
 			for {
-				m, err := r.ReadMessage()
+				m, err := vscard.ReadMessage(r, 0)
 				if err != nil {
 					if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 						tp.fail(fmt.Errorf("tap: reading the client: %w", err))
@@ -102,7 +102,7 @@ func (tp *tap) accept() {
 					return
 				}
 				tp.record(tapped{Type: m.Type, ReaderID: m.ReaderID, At: time.Now()})
-				if err := w.WriteMessage(m); err != nil {
+				if err := vscard.WriteMessage(up, m); err != nil {
 					return
 				}
 			}

@@ -19,7 +19,6 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/vscardkit/vscardkit/internal/harness"
-	"github.com/vscardkit/vscardkit/vscard"
 	"github.com/vscardkit/vscardkit/vscard/vscardtest"
 )
 
@@ -53,7 +52,7 @@ func BenchmarkSignLatency(b *testing.B) {
 	harness.Start(b, "vscclient-go", cmd)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := srv.WaitEvent(ctx, vscard.EventCardInserted); err != nil {
+	if _, err := srv.WaitEvent(ctx, vscardtest.EventCardInserted); err != nil {
 		b.Fatal(err)
 	}
 	gc := &guest{srv: srv}

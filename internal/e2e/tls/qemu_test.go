@@ -102,11 +102,10 @@ func TestQEMUTLSVersions(t *testing.T) {
 				t.Fatalf("negotiated %s, want %s", tls.VersionName(st.Version), tls.VersionName(tc.want))
 			}
 			// QEMU's card device answers over it.
-			w, r := vscard.NewWriter(c, 0), vscard.NewReader(c, 0)
-			if err := w.WriteMessage(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)}); err != nil {
+			if err := vscard.WriteMessage(c, vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)}); err != nil {
 				t.Fatal(err)
 			}
-			m, err := r.ReadMessage()
+			m, err := vscard.ReadMessage(c, 0)
 			if err != nil || m.Type != vscard.MsgInit {
 				t.Fatalf("QEMU's answer to Init: %v %v", m, err)
 			}
@@ -157,13 +156,12 @@ func initAnswered(t *testing.T, addr string) bool {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := vscard.NewWriter(nc, 0).WriteMessage(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)}); err != nil {
+	if err := vscard.WriteMessage(nc, vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)}); err != nil {
 		t.Fatal(err)
 	}
 	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	r := vscard.NewReader(nc, 0)
 	for {
-		m, err := r.ReadMessage()
+		m, err := vscard.ReadMessage(nc, 0)
 		if err != nil {
 			return false
 		}

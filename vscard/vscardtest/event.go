@@ -1,8 +1,10 @@
-package vscard
+package vscardtest
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/vscardkit/vscardkit/vscard"
 )
 
 // EventKind says what a host saw.
@@ -55,14 +57,14 @@ type Event struct {
 	Kind     EventKind
 	Time     time.Time
 	Remote   string
-	ReaderID ReaderID
-	Type     MsgType // EventUnexpected
-	Init     Init    // EventInit
-	Name     string  // EventReaderAdded
-	ATR      []byte  // EventCardInserted, EventATRRejected
-	Command  []byte  // EventAPDU, EventCardError
-	Response []byte  // EventAPDU
+	ReaderID vscard.ReaderID
+	Type     vscard.MsgType // EventUnexpected
+	Init     vscard.Init    // EventInit
+	Name     string         // EventReaderAdded
+	ATR      []byte         // EventCardInserted, EventATRRejected
+	Command  []byte         // EventAPDU, EventCardError
+	Response []byte         // EventAPDU
 	RTT      time.Duration
-	Code     ErrorCode // EventCardError
-	Err      error     // EventDisconnected, EventStalled
+	Code     vscard.ErrorCode // EventCardError
+	Err      error            // EventDisconnected, EventStalled
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package vscard
+package vscardtest
 
 // peerClosed cannot peek on this system: a stalled host notices the client
 // leaving only when its context ends.

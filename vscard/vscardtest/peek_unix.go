@@ -1,6 +1,6 @@
 //go:build unix
 
-package vscard
+package vscardtest
 
 import "syscall"
 

@@ -1,4 +1,4 @@
-package vscard
+package vscardtest
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vscardkit/vscardkit/internal/qemuatr"
+	"github.com/vscardkit/vscardkit/vscard"
 )
 
 // HostConfig configures a Host. A nil *HostConfig means every default.
@@ -64,7 +67,7 @@ type Host struct {
 	log *slog.Logger
 
 	// The input buffer is touched only by the goroutine in ServeConn.
-	in     [QEMUInputBuffer]byte
+	in     [vscard.QEMUInputBuffer]byte
 	inPos  int
 	inHdr  int
 	serveM sync.Mutex // held by ServeConn: one connection at a time
@@ -98,19 +101,21 @@ type cmdResult struct {
 
 // Errors from Host.Transmit and Host.Flush, matched with errors.Is.
 var (
-	ErrNoClient    = errors.New("vscard: no client connected")
-	ErrNoCard      = errors.New("vscard: no card inserted")
-	ErrBusy        = errors.New("vscard: a command is already outstanding")
-	ErrCardRemoved = errors.New("vscard: card removed while a command was outstanding")
-	ErrStalled     = errors.New("vscard: host input buffer full; the card device reads nothing more until reset")
+	ErrNoClient    = errors.New("vscardtest: no client connected")
+	ErrNoCard      = errors.New("vscardtest: no card inserted")
+	ErrBusy        = errors.New("vscardtest: a command is already outstanding")
+	ErrCardRemoved = errors.New("vscardtest: card removed while a command was outstanding")
+	ErrStalled     = errors.New("vscardtest: host input buffer full; the card device reads nothing more until reset")
 )
 
 // CardError is a client's Error reply to a command.
 type CardError struct {
-	Code ErrorCode
+	Code vscard.ErrorCode
 }
 
-func (e *CardError) Error() string { return fmt.Sprintf("vscard: card failed the command: %v", e.Code) }
+func (e *CardError) Error() string {
+	return fmt.Sprintf("vscardtest: card failed the command: %v", e.Code)
+}
 
 // NewHost returns a Host in the state of a freshly started QEMU: no reader,
 // no card, an empty input buffer.
@@ -158,12 +163,12 @@ func (h *Host) State() HostState {
 // does. It fails while a connection is being served.
 func (h *Host) Reset() error {
 	if !h.serveM.TryLock() {
-		return errors.New("vscard: cannot reset a host while it serves a connection")
+		return errors.New("vscardtest: cannot reset a host while it serves a connection")
 	}
 	defer h.serveM.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.in = [QEMUInputBuffer]byte{}
+	h.in = [vscard.QEMUInputBuffer]byte{}
 	h.inPos, h.inHdr = 0, 0
 	h.readerAdded, h.readerName, h.card, h.atr, h.stalled, h.buffered, h.replugged = false, "", false, nil, false, 0, false
 	h.failPendingLocked(ErrCardRemoved)
@@ -171,7 +176,7 @@ func (h *Host) Reset() error {
 }
 
 // errReplugStalled is Replug's error on a stalled host.
-var errReplugStalled = errors.New("vscard: cannot replug a stalled host (its connection is no longer read); Reset it with no client connected")
+var errReplugStalled = errors.New("vscardtest: cannot replug a stalled host (its connection is no longer read); Reset it with no client connected")
 
 // Replug does what QMP device_del and device_add of the card device (or of
 // its usb-ccid reader) on the same chardev do in QEMU while a client stays
@@ -195,13 +200,13 @@ func (h *Host) Replug() error {
 	h.failPendingLocked(ErrCardRemoved)
 	h.mu.Unlock()
 	if wasCard {
-		h.emit(Event{Kind: EventCardRemoved, ReaderID: MinimalReaderID})
+		h.emit(Event{Kind: EventCardRemoved, ReaderID: vscard.MinimalReaderID})
 	}
 	if wasReader {
-		h.emit(Event{Kind: EventReaderRemoved, ReaderID: MinimalReaderID})
+		h.emit(Event{Kind: EventReaderRemoved, ReaderID: vscard.MinimalReaderID})
 	}
 	h.emit(Event{Kind: EventReplugged})
-	return h.send(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
+	return h.send(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)})
 }
 
 func (h *Host) emit(e Event) {
@@ -260,7 +265,7 @@ func (h *Host) serve(ctx context.Context, nc net.Conn) error {
 			h.stalled = true
 			h.mu.Unlock()
 			if first {
-				h.log.Error("vscard: host input buffer full without a whole message; the card device reads nothing more until the VM restarts")
+				h.log.Error("vscardtest: host input buffer full without a whole message; the card device reads nothing more until the VM restarts")
 				h.emit(Event{Kind: EventStalled, Err: ErrStalled})
 			}
 			return waitClosed(ctx, nc)
@@ -293,11 +298,11 @@ func (h *Host) serve(ctx context.Context, nc net.Conn) error {
 func (h *Host) process() {
 	for {
 		avail := h.inPos - h.inHdr
-		if avail < HeaderLen {
+		if avail < vscard.HeaderLen {
 			break
 		}
-		hdr, _ := ParseHeader(h.in[h.inHdr:])
-		if uint64(avail) < HeaderLen+uint64(hdr.Length) {
+		hdr := parseHeader(h.in[h.inHdr:])
+		if uint64(avail) < vscard.HeaderLen+uint64(hdr.Length) {
 			break
 		}
 		// QEMU converts the header to host order in place (x86: little
@@ -305,57 +310,54 @@ func (h *Host) process() {
 		binary.LittleEndian.PutUint32(h.in[h.inHdr:], uint32(hdr.Type))
 		binary.LittleEndian.PutUint32(h.in[h.inHdr+4:], uint32(hdr.ReaderID))
 		binary.LittleEndian.PutUint32(h.in[h.inHdr+8:], hdr.Length)
-		h.handle(hdr, h.inHdr+HeaderLen)
-		h.inHdr += HeaderLen + int(hdr.Length)
+		h.handle(hdr, h.inHdr+vscard.HeaderLen)
+		h.inHdr += vscard.HeaderLen + int(hdr.Length)
 	}
 	if h.inHdr == h.inPos {
 		h.inPos, h.inHdr = 0, 0
 	}
 }
 
-// maxATR is the longest ATR QEMU accepts (ISO 7816-3, MAX_ATR_SIZE).
-const maxATR = 40
-
-func (h *Host) handle(hdr Header, off int) {
+func (h *Host) handle(hdr header, off int) {
 	payload := h.in[off : off+int(hdr.Length)]
 	switch hdr.Type {
-	case MsgATR:
-		if hdr.Length > maxATR || !qemuCheckATR(h.in[:], off, int(hdr.Length)) {
-			h.log.Error("vscard: ATR is inconsistent, ignoring", "atr", fmt.Sprintf("%X", payload))
+	case vscard.MsgATR:
+		if hdr.Length > qemuatr.MaxLen || !qemuatr.Check(h.in[:], off, int(hdr.Length)) {
+			h.log.Error("vscardtest: ATR is inconsistent, ignoring", "atr", fmt.Sprintf("%X", payload))
 			h.emit(Event{Kind: EventATRRejected, ReaderID: hdr.ReaderID, ATR: clone(payload)})
-			h.reply(hdr.ReaderID, ErrCodeGeneral)
+			h.reply(hdr.ReaderID, vscard.ErrCodeGeneral)
 			return
 		}
 		h.mu.Lock()
 		h.card, h.atr = true, clone(payload)
 		h.mu.Unlock()
 		h.emit(Event{Kind: EventCardInserted, ReaderID: hdr.ReaderID, ATR: clone(payload)})
-		h.reply(hdr.ReaderID, ErrCodeSuccess)
-	case MsgAPDU:
+		h.reply(hdr.ReaderID, vscard.ErrCodeSuccess)
+	case vscard.MsgAPDU:
 		h.answer(hdr, clone(payload), nil)
-	case MsgCardRemove:
+	case vscard.MsgCardRemove:
 		h.mu.Lock()
 		h.card = false
 		h.failPendingLocked(ErrCardRemoved)
 		h.mu.Unlock()
 		h.emit(Event{Kind: EventCardRemoved, ReaderID: hdr.ReaderID})
-		h.reply(hdr.ReaderID, ErrCodeSuccess)
-	case MsgInit:
+		h.reply(hdr.ReaderID, vscard.ErrCodeSuccess)
+	case vscard.MsgInit:
 		h.handleInit(hdr, off)
-	case MsgError:
+	case vscard.MsgError:
 		// QEMU reads the code without checking the length.
-		code := ErrorCode(0)
+		code := vscard.ErrorCode(0)
 		if hdr.Length >= 4 {
-			code = ErrorCode(binary.BigEndian.Uint32(payload))
+			code = vscard.ErrorCode(binary.BigEndian.Uint32(payload))
 		}
 		h.answer(hdr, nil, &CardError{Code: code})
-	case MsgReaderAdd:
+	case vscard.MsgReaderAdd:
 		h.mu.Lock()
 		h.readerAdded, h.readerName = true, string(payload)
 		h.mu.Unlock()
-		h.emit(Event{Kind: EventReaderAdded, ReaderID: MinimalReaderID, Name: string(payload)})
-		h.reply(MinimalReaderID, ErrCodeSuccess)
-	case MsgReaderRemove:
+		h.emit(Event{Kind: EventReaderAdded, ReaderID: vscard.MinimalReaderID, Name: string(payload)})
+		h.reply(vscard.MinimalReaderID, vscard.ErrCodeSuccess)
+	case vscard.MsgReaderRemove:
 		h.mu.Lock()
 		wasCard := h.card
 		h.readerAdded, h.readerName, h.card = false, "", false
@@ -365,26 +367,26 @@ func (h *Host) handle(hdr Header, off int) {
 			h.emit(Event{Kind: EventCardRemoved, ReaderID: hdr.ReaderID})
 		}
 		h.emit(Event{Kind: EventReaderRemoved, ReaderID: hdr.ReaderID})
-		h.reply(hdr.ReaderID, ErrCodeSuccess)
+		h.reply(hdr.ReaderID, vscard.ErrCodeSuccess)
 	default:
-		if hdr.Type == MsgFlushComplete && h.takeFlush() {
+		if hdr.Type == vscard.MsgFlushComplete && h.takeFlush() {
 			h.emit(Event{Kind: EventFlushComplete, ReaderID: hdr.ReaderID})
 			return
 		}
 		h.log.Warn(fmt.Sprintf("usb-ccid: chardev: unexpected message of type %X", uint32(hdr.Type)))
 		h.emit(Event{Kind: EventUnexpected, Type: hdr.Type, ReaderID: hdr.ReaderID})
-		h.reply(hdr.ReaderID, ErrCodeGeneral)
+		h.reply(hdr.ReaderID, vscard.ErrCodeGeneral)
 	}
 }
 
 // handleInit answers Init as QEMU does, whatever the payload, after
 // byte-swapping the version and capabilities in place as QEMU does.
-func (h *Host) handleInit(hdr Header, off int) {
-	var in Init
+func (h *Host) handleInit(hdr header, off int) {
+	var in vscard.Init
 	if off+8 <= len(h.in) {
 		copy(in.Magic[:], h.in[off:])
 		v := binary.BigEndian.Uint32(h.in[off+4:])
-		in.Version = Version(v)
+		in.Version = vscard.Version(v)
 		binary.LittleEndian.PutUint32(h.in[off+4:], v)
 	}
 	if hdr.Length >= 12 {
@@ -401,15 +403,15 @@ func (h *Host) handleInit(hdr Header, off int) {
 			binary.LittleEndian.PutUint32(h.in[p:], c)
 		}
 	}
-	if string(in.Magic[:]) != Magic {
-		h.log.Error("vscard: wrong magic")
+	if string(in.Magic[:]) != vscard.Magic {
+		h.log.Error("vscardtest: wrong magic")
 	}
 	h.emit(Event{Kind: EventInit, ReaderID: hdr.ReaderID, Init: in})
-	h.send(Message{Type: MsgInit, ReaderID: UndefinedReaderID, Payload: DefaultInit().Append(nil)})
+	h.send(vscard.Message{Type: vscard.MsgInit, ReaderID: vscard.UndefinedReaderID, Payload: vscard.DefaultInit().Append(nil)})
 }
 
 // answer completes the guest's pending command with a response or an error.
-func (h *Host) answer(hdr Header, resp []byte, cerr *CardError) {
+func (h *Host) answer(hdr header, resp []byte, cerr *CardError) {
 	h.mu.Lock()
 	p := h.pending
 	h.pending = nil
@@ -447,13 +449,13 @@ func (h *Host) takeFlush() bool {
 	return true
 }
 
-func (h *Host) reply(id ReaderID, code ErrorCode) {
-	h.send(Message{Type: MsgError, ReaderID: id, Payload: AppendError(nil, code)})
+func (h *Host) reply(id vscard.ReaderID, code vscard.ErrorCode) {
+	h.send(vscard.Message{Type: vscard.MsgError, ReaderID: id, Payload: vscard.AppendError(nil, code)})
 }
 
 // send writes m to the current connection, in two writes unless
 // WholeWrites. Write errors surface as the connection's read error.
-func (h *Host) send(m Message) error {
+func (h *Host) send(m vscard.Message) error {
 	h.mu.Lock()
 	nc := h.conn
 	h.mu.Unlock()
@@ -462,15 +464,15 @@ func (h *Host) send(m Message) error {
 	}
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
-	b := m.Append(make([]byte, 0, HeaderLen+len(m.Payload)))
+	b := m.Append(make([]byte, 0, vscard.HeaderLen+len(m.Payload)))
 	if h.cfg.WholeWrites || len(m.Payload) == 0 {
 		_, err := nc.Write(b)
 		return err
 	}
-	if _, err := nc.Write(b[:HeaderLen]); err != nil {
+	if _, err := nc.Write(b[:vscard.HeaderLen]); err != nil {
 		return err
 	}
-	_, err := nc.Write(b[HeaderLen:])
+	_, err := nc.Write(b[vscard.HeaderLen:])
 	return err
 }
 
@@ -481,8 +483,8 @@ func (h *Host) send(m Message) error {
 // card goes while the command is outstanding. When ctx ends first, the
 // command is abandoned (a late response is dropped).
 func (h *Host) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
-	if len(cmd) > MaxPayload {
-		return nil, &TooLargeError{Type: MsgAPDU, Length: uint64(len(cmd)), Max: MaxPayload}
+	if len(cmd) > vscard.MaxPayload {
+		return nil, &vscard.TooLargeError{Type: vscard.MsgAPDU, Length: uint64(len(cmd)), Max: vscard.MaxPayload}
 	}
 	h.mu.Lock()
 	switch {
@@ -499,9 +501,9 @@ func (h *Host) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	p := &pendingCmd{cmd: clone(cmd), sent: time.Now(), ch: make(chan cmdResult, 1)}
 	h.pending = p
 	h.mu.Unlock()
-	if err := h.send(Message{Type: MsgAPDU, ReaderID: MinimalReaderID, Payload: cmd}); err != nil {
+	if err := h.send(vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: cmd}); err != nil {
 		h.abandon(p)
-		return nil, fmt.Errorf("vscard: sending APDU: %w", err)
+		return nil, fmt.Errorf("vscardtest: sending APDU: %w", err)
 	}
 	select {
 	case r := <-p.ch:
@@ -530,8 +532,8 @@ func (h *Host) Flush(ctx context.Context) error {
 	}
 	h.flushes = append(h.flushes, done)
 	h.mu.Unlock()
-	if err := h.send(Message{Type: MsgFlush, ReaderID: MinimalReaderID}); err != nil {
-		return fmt.Errorf("vscard: sending Flush: %w", err)
+	if err := h.send(vscard.Message{Type: vscard.MsgFlush, ReaderID: vscard.MinimalReaderID}); err != nil {
+		return fmt.Errorf("vscardtest: sending Flush: %w", err)
 	}
 	select {
 	case <-done:
@@ -539,52 +541,6 @@ func (h *Host) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// qemuCheckATR is QEMU's ATR consistency check (check_atr in
-// ccid-card-passthru.c), applied to the n bytes at buf[off:], including the
-// way it may look at bytes past the ATR while following TD bytes.
-func qemuCheckATR(buf []byte, off, n int) bool {
-	at := func(i int) int {
-		if off+i < len(buf) {
-			return int(buf[off+i])
-		}
-		return 0
-	}
-	if n < 2 {
-		return false
-	}
-	if t0 := at(0); t0 != 0x3B && t0 != 0x3F {
-		return false
-	}
-	hist := at(1) & 0xF
-	opt := 0
-	td := at(1) >> 4
-	for count := 0; td != 0 && count < 2 && opt+hist+2 < n; count++ {
-		for _, bit := range []int{1, 2, 4} {
-			if td&bit != 0 {
-				opt++
-			}
-		}
-		if td&8 != 0 {
-			opt++
-			td = at(opt+2) >> 4 // QEMU reads the byte after TD here
-		}
-	}
-	return n >= 2+hist+opt
-}
-
-// CheckATR reports whether QEMU's ccid-card-passthru accepts atr: at most 40
-// bytes, TS 3B or 3F, and interface bytes consistent with the historical
-// byte count. A client can use it to explain a refusal before QEMU does.
-func CheckATR(atr []byte) error {
-	if len(atr) > maxATR {
-		return fmt.Errorf("vscard: ATR of %d bytes is longer than the %d QEMU accepts: %w", len(atr), maxATR, ErrMalformed)
-	}
-	if !qemuCheckATR(atr, 0, len(atr)) {
-		return fmt.Errorf("vscard: ATR %X is inconsistent (QEMU refuses it): %w", atr, ErrMalformed)
-	}
-	return nil
 }
 
 // waitClosed waits, without reading, until the peer closes nc or ctx ends:
@@ -621,3 +577,24 @@ func waitClosed(ctx context.Context, nc net.Conn) error {
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// header is a message header as QEMU reads it.
+type header struct {
+	Type     vscard.MsgType
+	ReaderID vscard.ReaderID
+	Length   uint32 // payload length, not counting the header
+}
+
+// parseHeader decodes the big-endian header at the start of b, which holds
+// at least vscard.HeaderLen bytes.
+func parseHeader(b []byte) header {
+	return header{
+		Type:     vscard.MsgType(binary.BigEndian.Uint32(b[0:])),
+		ReaderID: vscard.ReaderID(binary.BigEndian.Uint32(b[4:])),
+		Length:   binary.BigEndian.Uint32(b[8:]),
+	}
+}
+
+// maxCapabilities bounds the capability words an Init event keeps, as
+// vscard.ParseInit does.
+const maxCapabilities = 64
