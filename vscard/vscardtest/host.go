@@ -369,8 +369,11 @@ func (h *Host) handle(hdr header, off int) {
 		h.emit(Event{Kind: EventReaderRemoved, ReaderID: hdr.ReaderID})
 		h.reply(hdr.ReaderID, vscard.ErrCodeSuccess)
 	default:
-		if hdr.Type == vscard.MsgFlushComplete && h.takeFlush() {
+		if done := h.takeFlush(hdr.Type); done != nil {
+			// The event first: once Flush returns, its event is
+			// recorded.
 			h.emit(Event{Kind: EventFlushComplete, ReaderID: hdr.ReaderID})
+			close(done)
 			return
 		}
 		h.log.Warn(fmt.Sprintf("usb-ccid: chardev: unexpected message of type %X", uint32(hdr.Type)))
@@ -438,15 +441,20 @@ func (h *Host) failPendingLocked(err error) {
 	}
 }
 
-func (h *Host) takeFlush() bool {
+// takeFlush returns the oldest Flush waiting for the FlushComplete of type
+// t, or nil when t is not FlushComplete or no Flush waits.
+func (h *Host) takeFlush(t vscard.MsgType) chan struct{} {
+	if t != vscard.MsgFlushComplete {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.flushes) == 0 {
-		return false
+		return nil
 	}
-	close(h.flushes[0])
+	done := h.flushes[0]
 	h.flushes = h.flushes[1:]
-	return true
+	return done
 }
 
 func (h *Host) reply(id vscard.ReaderID, code vscard.ErrorCode) {
