@@ -77,6 +77,12 @@ type LibvirtdOptions struct {
 	// call, which includes probing QEMU's capabilities (about 4 s on a cold
 	// cache). Zero means 60 s.
 	StartTimeout time.Duration
+	// LibvirtdConf is appended to the private libvirtd.conf (for example
+	// listen_tcp = 1 and tcp_port, with Listen).
+	LibvirtdConf string
+	// Listen starts the daemon with --listen, so that it opens the TCP
+	// and TLS sockets libvirtd.conf enables (listen_tcp, listen_tls).
+	Listen bool
 }
 
 // MissingPeerError reports that a program a private libvirtd needs is not
@@ -108,6 +114,7 @@ type Libvirtd struct {
 	Started time.Duration
 
 	proc      *Process
+	opts      LibvirtdOptions
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -138,24 +145,36 @@ func NewLibvirtd(ctx context.Context, opts LibvirtdOptions) (*Libvirtd, error) {
 	if os.Geteuid() != 0 {
 		return nil, &MissingPeerError{Peer: "libvirtd", Err: errors.New("a system-mode libvirtd needs root")}
 	}
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 60 * time.Second
-	}
-
 	dir, err := os.MkdirTemp("", "vsck-libvirtd-")
 	if err != nil {
 		return nil, fmt.Errorf("harness: libvirtd: %w", err)
 	}
 	l := &Libvirtd{
-		Dir: dir,
-		URI: "qemu:///system?socket=" + filepath.Join(dir, "run", "libvirt-sock"),
+		Dir:  dir,
+		URI:  "qemu:///system?socket=" + filepath.Join(dir, "run", "libvirt-sock"),
+		opts: opts,
 	}
 	if err := l.prepare(opts); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	if err := l.start(ctx); err != nil {
+		if l.proc != nil {
+			l.Close()
+		} else {
+			os.RemoveAll(dir)
+		}
+		return nil, err
+	}
+	return l, nil
+}
 
+// start starts the daemon on the prepared tree and waits until it answers.
+func (l *Libvirtd) start(ctx context.Context) error {
+	timeout := l.opts.StartTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
 	start := time.Now()
 	// The mount namespace is private (Go makes / MS_PRIVATE when it
 	// unshares CLONE_NEWNS), so the bind mounts are the daemon's alone and
@@ -165,26 +184,47 @@ func NewLibvirtd(ctx context.Context, opts LibvirtdOptions) (*Libvirtd, error) {
 	for i, d := range libvirtdDirs {
 		fmt.Fprintf(&script, "mount --bind \"$%d\" %s\n", i+1, d.system)
 	}
-	script.WriteString("exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid\n")
+	listen := ""
+	if l.opts.Listen {
+		listen = " --listen"
+	}
+	script.WriteString("exec libvirtd" + listen + " -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid\n")
 	args := []string{"-c", script.String(), "libvirtd-ns"}
 	for _, d := range libvirtdDirs {
-		args = append(args, filepath.Join(dir, d.sub))
+		args = append(args, filepath.Join(l.Dir, d.sub))
 	}
 	cmd := exec.Command("sh", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	p, err := StartProcess("libvirtd", cmd)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("harness: %w", err)
+		return fmt.Errorf("harness: %w", err)
 	}
 	l.proc = p
 
 	if err := l.waitReady(ctx, timeout); err != nil {
-		l.Close()
-		return nil, err
+		return err
 	}
 	l.Started = time.Since(start)
-	return l, nil
+	return nil
+}
+
+// Socket returns the daemon's unix socket (the socket= of URI).
+func (l *Libvirtd) Socket() string { return filepath.Join(l.Dir, "run", "libvirt-sock") }
+
+// Kill kills the daemon with SIGKILL, as a crash would, and waits for it to
+// exit. Its QEMUs go on running (libvirt daemonizes them) and its tree stays;
+// Restart starts the daemon again. Kill, Restart and the other methods must
+// not be called concurrently.
+func (l *Libvirtd) Kill() { l.proc.Kill() }
+
+// Restart starts the daemon again on the same tree, killing it first if it
+// still runs, and waits until it answers. The new daemon finds the domains
+// its predecessor left running, as libvirtd does after a restart.
+func (l *Libvirtd) Restart(ctx context.Context) error {
+	if !l.proc.Exited() {
+		l.proc.Kill()
+	}
+	return l.start(ctx)
 }
 
 // prepare creates the private tree, its configuration, the system mount
@@ -200,12 +240,9 @@ func (l *Libvirtd) prepare(opts LibvirtdOptions) error {
 			return fmt.Errorf("harness: libvirtd: creating mount point: %w", err)
 		}
 	}
-	qemuConf := qemuConfBase + opts.QEMUConf
-	if !strings.HasSuffix(qemuConf, "\n") {
-		qemuConf += "\n"
-	}
+	qemuConf := withNewline(qemuConfBase + opts.QEMUConf)
 	for name, text := range map[string]string{
-		"libvirtd.conf": libvirtdConf,
+		"libvirtd.conf": withNewline(libvirtdConf + opts.LibvirtdConf),
 		"qemu.conf":     qemuConf,
 	} {
 		if err := os.WriteFile(filepath.Join(l.Dir, "etc", name), []byte(text), 0o600); err != nil {
@@ -216,12 +253,19 @@ func (l *Libvirtd) prepare(opts LibvirtdOptions) error {
 	return nil
 }
 
+func withNewline(s string) string {
+	if !strings.HasSuffix(s, "\n") {
+		return s + "\n"
+	}
+	return s
+}
+
 // waitReady polls the daemon until a call succeeds, the daemon exits, or
 // timeout passes. The first call makes libvirtd probe QEMU's capabilities.
 func (l *Libvirtd) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sock := filepath.Join(l.Dir, "run", "libvirt-sock")
+	sock := l.Socket()
 	var lastErr error
 	for {
 		if l.proc.Exited() {
