@@ -131,7 +131,7 @@ func Dial(ctx context.Context, uri string, opts *Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dialConn(ctx, u, opts.logger())
+	return dialConn(ctx, u, opts.logger().With("uri", u.raw))
 }
 
 func dialConn(ctx context.Context, u *connURI, log *slog.Logger) (*Conn, error) {
@@ -157,7 +157,7 @@ func dialConn(ctx context.Context, u *connURI, log *slog.Logger) (*Conn, error) 
 		}
 		return nil, &UnreachableError{URI: u.raw, Err: err}
 	}
-	log.Debug("connected to libvirt", "uri", u.raw)
+	log.Debug("connected to libvirt")
 	return c, nil
 }
 

@@ -479,7 +479,10 @@ func eventName(ev libvirt.DomainEventLifecycleMsg) string {
 		libvirt.DomainEventDefined:   {"added", "updated", "renamed", "from snapshot"},
 		libvirt.DomainEventUndefined: {"removed", "renamed"},
 		libvirt.DomainEventStarted:   {"booted", "migrated", "restored", "from snapshot", "wakeup", "recreated"},
+		libvirt.DomainEventSuspended: {"paused", "migrated", "ioerror", "watchdog", "restored", "from snapshot", "api error", "postcopy", "postcopy failed"},
+		libvirt.DomainEventResumed:   {"unpaused", "migrated", "from snapshot", "postcopy", "postcopy failed"},
 		libvirt.DomainEventStopped:   {"shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot"},
+		libvirt.DomainEventShutdown:  {"finished", "guest", "host"},
 	}
 	if ev.Event < 0 || int(ev.Event) >= len(names) {
 		return fmt.Sprintf("event %d", ev.Event)
