@@ -211,6 +211,14 @@ func (l *Libvirtd) start(ctx context.Context) error {
 // Socket returns the daemon's unix socket (the socket= of URI).
 func (l *Libvirtd) Socket() string { return filepath.Join(l.Dir, "run", "libvirt-sock") }
 
+// Command returns a command that runs name in the daemon's mount namespace
+// (nsenter), where /run/libvirt and the other system directories are the
+// daemon's: a program there that connects to qemu:///system (virsh,
+// virt-ssh-helper) reaches this daemon.
+func (l *Libvirtd) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--mount", "--target", strconv.Itoa(l.PID()), "--", name}, args...)...)
+}
+
 // Kill kills the daemon with SIGKILL, as a crash would, and waits for it to
 // exit. Its QEMUs go on running (libvirt daemonizes them) and its tree stays;
 // Restart starts the daemon again. Kill, Restart and the other methods must
