@@ -153,7 +153,7 @@ func dialConn(ctx context.Context, u *connURI, log *slog.Logger) (*Conn, error) 
 		// The stream broke before libvirt answered: ssh's own
 		// message, if any, says why.
 		if cc, ok := nc.(*cmdConn); ok && cc.Stderr() != "" {
-			err = fmt.Errorf("%w: ssh: %s", err, cc.Stderr())
+			err = fmt.Errorf("ssh said %q: %w", cc.Stderr(), err)
 		}
 		return nil, &UnreachableError{URI: u.raw, Err: err}
 	}

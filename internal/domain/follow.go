@@ -292,7 +292,7 @@ func (w *Watcher) serve(c *Conn) error {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				return w.lost()
+				return w.lost(c)
 			}
 			cause := eventName(ev)
 			w.log.Debug("lifecycle event", "domain", ev.Dom.Name, "event", cause)
@@ -316,15 +316,21 @@ func (w *Watcher) serve(c *Conn) error {
 				}
 			}
 		case <-c.disconnected():
-			return w.lost()
+			return w.lost(c)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-func (w *Watcher) lost() error {
-	return &UnreachableError{URI: w.uri.raw, Err: errors.New("the connection to libvirt broke")}
+// lost is the error of a connection that broke (with ssh's last words,
+// if any).
+func (w *Watcher) lost(c *Conn) error {
+	err := errors.New("the connection to libvirt broke")
+	if cc, ok := c.nc.(*cmdConn); ok && cc.Stderr() != "" {
+		err = fmt.Errorf("ssh said %q: %w", cc.Stderr(), err)
+	}
+	return &UnreachableError{URI: w.uri.raw, Err: err}
 }
 
 // refresh looks f's domain up and reports its Status if it changed. It
