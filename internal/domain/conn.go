@@ -31,7 +31,9 @@ const (
 	// undefined).
 	NotFound
 	// Unreachable: libvirt cannot be reached; what the domain does is
-	// unknown. A Follower reconnects by itself.
+	// unknown (QEMU goes on without libvirtd, so a client keeps the card
+	// connection it has). A Follower reconnects by itself and reports
+	// the domain's state again.
 	Unreachable
 )
 
@@ -89,10 +91,10 @@ type Options struct {
 	// Logger receives the package's log lines: state changes at Info,
 	// retries and each connection at Debug. Nil discards them.
 	Logger *slog.Logger
-	// MinBackoff and MaxBackoff bound the wait between two attempts to
-	// reach an unreachable libvirt: the first wait is MinBackoff, each
-	// next one twice as long, up to MaxBackoff. Zero means 100 ms and
-	// 5 s.
+	// MinBackoff and MaxBackoff bound a Watcher's wait between two
+	// attempts to reach an unreachable libvirt: the first wait is
+	// MinBackoff, each next one twice as long, up to MaxBackoff. Zero
+	// means 100 ms and 5 s. Dial ignores them.
 	MinBackoff, MaxBackoff time.Duration
 }
 

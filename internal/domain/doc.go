@@ -28,6 +28,11 @@
 // ErrNoPassthrough, ErrSpiceVMC, ErrUnsupportedChardev, ErrLocalOnly), and
 // ErrInvalidURI.
 //
+// A broken connection is noticed when its stream ends (libvirtd killed or
+// restarted, ssh gone). libvirt's keepalive protocol is not spoken (go-libvirt
+// has none); over TCP the operating system's TCP keepalive, which Go turns
+// on, notices a peer that vanished without closing.
+//
 // Logging goes to Options.Logger (log/slog; nil discards): state changes at
 // Info, events, connections and retries at Debug.
 //
