@@ -27,6 +27,7 @@ util-linux
 procps
 libxml2-utils
 udev
+openssh-server
 "
 
 missing=""
