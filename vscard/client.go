@@ -29,9 +29,15 @@ type ClientConfig struct {
 	// buffer without bound. 0 means 10 s; negative means no timeout.
 	WriteTimeout time.Duration
 
-	// CommandQueue is how many host commands may wait in Commands before
-	// the client stops reading from the host (and TCP pushes back). 0 means
-	// 16.
+	// Handler, when set, answers the host's commands: the client calls it
+	// on its read loop, one command at a time, in the host's order, with no
+	// goroutine hand-off in between (the fast path). When nil, commands
+	// arrive on Client.Commands instead.
+	Handler Handler
+
+	// CommandQueue is how many host commands may wait, in Commands or for a
+	// Handler still busy with an earlier one, before the client stops
+	// reading from the host (and TCP pushes back). 0 means 16.
 	CommandQueue int
 
 	// Logger receives protocol anomalies at debug and warn level (the
@@ -67,6 +73,31 @@ var (
 	// ErrAnswered: a command was answered twice.
 	ErrAnswered = errors.New("vscard: command already answered")
 )
+
+// Handler answers the host's commands (the guest's APDUs).
+//
+// ServeAPDU answers cmd with cmd.Respond or cmd.Fail, exactly once, before
+// it returns or later from another goroutine. The client calls it for one
+// command at a time, in the order the host sent them, normally on its read
+// loop. ServeAPDU may block (a PC/SC card, an on-card key generation): when
+// a call lasts longer than a millisecond the client hands reading over to a
+// new goroutine, so that the host's other messages (replies to control
+// messages, Flush, a re-created card device's Init) are still read and
+// Close returns, and calls ServeAPDU for the commands that arrive meanwhile
+// from the goroutine of the call that blocked, once it returns.
+type Handler interface {
+	ServeAPDU(cmd *Command)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(cmd *Command)
+
+// ServeAPDU calls f(cmd).
+func (f HandlerFunc) ServeAPDU(cmd *Command) { f(cmd) }
+
+// handoffDelay is how long a Handler call may last before the client hands
+// reading over to another goroutine.
+const handoffDelay = time.Millisecond
 
 // HostError is a host's refusal of a control message: its Error reply with
 // a non-zero code.
@@ -109,6 +140,17 @@ type Client struct {
 
 	anomalies int // messages from the host ignored so far; read loop only
 
+	// The read role: rd is read by one goroutine at a time, the read loop,
+	// which hands the role over (handoff) when a Handler call lasts.
+	rd      *frameReader
+	handler Handler
+	handoff *time.Timer // runs readLoop on a new goroutine; armed around inline Handler calls
+
+	smu     sync.Mutex
+	serving bool // a Handler call is under way (inline, or on the goroutine that handed reading over)
+	waiting int  // commands sent (or being sent) to queued for that goroutine to serve
+	queued  chan *Command
+
 	cmds    chan *Command
 	reinits chan Init // the host's later Inits; capacity 1, latest kept
 	closing chan struct{}
@@ -134,23 +176,33 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 			queue = cfg.CommandQueue
 		}
 	}
+	var handler Handler
+	if cfg != nil {
+		handler = cfg.Handler
+	}
 	c := &Client{
+		handler:  handler,
 		nc:       nc,
 		log:      cfg.logger(),
 		wtimeout: cfg.writeTimeout(),
 		w:        newFrameWriter(nc, 0),
 		wsem:     make(chan struct{}, 1),
 		cmds:     make(chan *Command, queue),
+		queued:   make(chan *Command, queue),
 		reinits:  make(chan Init, 1),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	r := newFrameReader(bufio.NewReaderSize(nc, 4096), maxPayload)
-	if err := c.handshake(ctx, r, caps); err != nil {
+	c.rd = newFrameReader(bufio.NewReaderSize(nc, 4096), maxPayload)
+	if err := c.handshake(ctx, c.rd, caps); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	go c.readLoop(r)
+	if c.handler != nil {
+		c.handoff = time.AfterFunc(time.Hour, c.takeOver)
+		c.handoff.Stop()
+	}
+	go c.readLoop()
 	return c, nil
 }
 
@@ -246,13 +298,6 @@ func (c *Client) lockWriteCtx(ctx context.Context) error {
 	}
 }
 
-// send writes m under the write lock; a failed write ends the connection.
-func (c *Client) send(m Message) error {
-	c.lockWrite()
-	defer c.unlockWrite()
-	return c.sendLocked(m, time.Time{})
-}
-
 // sendLocked writes m (by deadline, when not zero); the caller holds the
 // write lock. A failed write ends the connection: a message may be half
 // written.
@@ -274,6 +319,11 @@ func (c *Client) sendLocked(m Message, deadline time.Time) error {
 
 // request sends a control message and waits for the host's Error reply.
 func (c *Client) request(ctx context.Context, m Message) (ReaderID, error) {
+	if len(m.Payload) > MaxPayload {
+		// Refused before a reply waiter is queued: a waiter for a message
+		// never sent would take the next request's reply.
+		return 0, &TooLargeError{Type: m.Type, Length: uint64(len(m.Payload)), Max: MaxPayload}
+	}
 	ch := make(chan reply, 1)
 	// Another goroutine's write may be stuck on a host that stopped
 	// reading (until the write timeout): wait for it only as long as ctx
@@ -420,11 +470,31 @@ func (c *Client) fail(err error) {
 	}
 }
 
-func (c *Client) readLoop(r *frameReader) {
-	defer close(c.done)
-	defer close(c.cmds)
+// readLoop reads and handles the host's messages until the connection ends,
+// or until a Handler call it made lasted so long that reading moved to a
+// new goroutine (which runs readLoop again, from the handoff timer). The
+// goroutine that reads last closes Commands and Done.
+func (c *Client) readLoop() {
+	if c.read() {
+		return // another goroutine reads now
+	}
+	close(c.cmds)
+	close(c.done)
+}
+
+// takeOver runs the read loop on the handoff timer's goroutine. Taking smu
+// orders it after everything the goroutine that armed the timer did with
+// the reader.
+func (c *Client) takeOver() {
+	c.smu.Lock()
+	c.smu.Unlock()
+	c.readLoop()
+}
+
+// read runs the read role; true means it was handed over.
+func (c *Client) read() (handedOver bool) {
 	for {
-		m, err := r.readMessage()
+		m, err := c.rd.readMessage()
 		if err != nil {
 			select {
 			case <-c.closing:
@@ -436,12 +506,75 @@ func (c *Client) readLoop(r *frameReader) {
 				}
 				c.fail(err)
 			}
-			return
+			return false
+		}
+		if m.Type == MsgAPDU && c.handler != nil {
+			if stop, moved := c.serve(m); stop || moved {
+				return moved
+			}
+			continue
 		}
 		if !c.dispatch(m) {
-			return
+			return false
 		}
 	}
+}
+
+// serve hands a host command to the Handler: at once, on this goroutine,
+// when no earlier command is still being served, else through queued to
+// the goroutine serving it. moved reports that reading was handed over
+// meanwhile; stop that the connection ended.
+func (c *Client) serve(m Message) (stop, moved bool) {
+	cmd := c.newCommand(m)
+	c.smu.Lock()
+	if c.serving {
+		c.waiting++
+		c.smu.Unlock()
+		select {
+		case c.queued <- cmd:
+			return false, false
+		case <-c.closing:
+			return true, false
+		}
+	}
+	c.serving = true
+	c.smu.Unlock()
+	c.handoff.Reset(handoffDelay)
+	c.handler.ServeAPDU(cmd)
+	if c.handoff.Stop() {
+		// Still the reader: nobody queued anything.
+		c.smu.Lock()
+		c.serving = false
+		c.smu.Unlock()
+		return false, false
+	}
+	// The handoff timer fired: another goroutine reads now, and queues
+	// what arrives for this one to serve, in order.
+	for {
+		c.smu.Lock()
+		if c.waiting == 0 {
+			c.serving = false
+			c.smu.Unlock()
+			return false, true
+		}
+		c.waiting--
+		c.smu.Unlock()
+		select {
+		case next := <-c.queued:
+			c.handler.ServeAPDU(next)
+		case <-c.closing:
+			return false, true
+		}
+	}
+}
+
+// newCommand makes a command of an APDU message, counted as outstanding.
+func (c *Client) newCommand(m Message) *Command {
+	cmd := &Command{ReaderID: m.ReaderID, APDU: append([]byte(nil), m.Payload...), c: c}
+	c.mu.Lock()
+	c.outstanding++
+	c.mu.Unlock()
+	return cmd
 }
 
 // dispatch handles one message from the host; false ends the loop.
@@ -466,10 +599,7 @@ func (c *Client) dispatch(m Message) bool {
 		}
 		w <- reply{id: m.ReaderID, code: code}
 	case MsgAPDU:
-		cmd := &Command{ReaderID: m.ReaderID, APDU: append([]byte(nil), m.Payload...), c: c}
-		c.mu.Lock()
-		c.outstanding++
-		c.mu.Unlock()
+		cmd := c.newCommand(m)
 		select {
 		case c.cmds <- cmd:
 		case <-c.closing:

@@ -27,10 +27,16 @@ func ctxT(t *testing.T) context.Context {
 // announced starts a fake host, dials it and announces a reader and a card.
 func announced(t *testing.T) (*vscardtest.Server, *vscard.Client) {
 	t.Helper()
+	return announcedWith(t, nil)
+}
+
+// announcedWith is announced with a dial configuration.
+func announcedWith(t *testing.T, cfg *vscard.DialConfig) (*vscardtest.Server, *vscard.Client) {
+	t.Helper()
 	ctx := ctxT(t)
 	srv := vscardtest.NewServer()
 	t.Cleanup(srv.Close)
-	c, err := vscard.Dial(ctx, "tcp", srv.Addr(), nil)
+	c, err := vscard.Dial(ctx, "tcp", srv.Addr(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
