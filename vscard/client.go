@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +25,8 @@ type ClientConfig struct {
 	// message ends the connection with a *TooLargeError.
 	MaxPayload int
 
-	// WriteTimeout bounds every write. A host that stops reading for this
+	// WriteTimeout bounds every write (a write may end up to a tenth of
+	// it, at most a second, sooner). A host that stops reading for this
 	// long is treated as gone, so a wedged host never makes the client
 	// buffer without bound. 0 means 10 s; negative means no timeout.
 	WriteTimeout time.Duration
@@ -95,8 +97,9 @@ type HandlerFunc func(cmd *Command)
 // ServeAPDU calls f(cmd).
 func (f HandlerFunc) ServeAPDU(cmd *Command) { f(cmd) }
 
-// handoffDelay is how long a Handler call may last before the client hands
-// reading over to another goroutine.
+// handoffDelay is how often, while commands come, the client checks whether
+// a Handler call has lasted since the last check; if one has (between one
+// and two delays), reading goes to another goroutine.
 const handoffDelay = time.Millisecond
 
 // HostError is a host's refusal of a control message: its Error reply with
@@ -129,7 +132,7 @@ type Client struct {
 	// a host that stopped reading); taken before mu.
 	wsem      chan struct{}
 	w         *frameWriter
-	wdeadline bool // a write deadline is set; guarded by wsem
+	wset      time.Time // the write deadline set on nc (zero: none); guarded by wsem
 
 	mu           sync.Mutex
 	waiters      []chan reply    // control messages awaiting the host's Error, in wire order
@@ -144,7 +147,16 @@ type Client struct {
 	// which hands the role over (handoff) when a Handler call lasts.
 	rd      *frameReader
 	handler Handler
-	handoff *time.Timer // runs readLoop on a new goroutine; armed around inline Handler calls
+	// The hand-off watch: a timer that ticks every handoffDelay while
+	// commands come and stops when none came for a tick, rather than one
+	// armed and stopped around every call (two timer operations per
+	// command, each waking the network poller).
+	handoff  *time.Timer
+	armed    atomic.Bool   // the timer ticks
+	call     atomic.Uint64 // 2n: inline call n under way; 0: none; handedOver: the watch took reading over
+	calls    atomic.Uint64 // inline calls so far
+	lastCall atomic.Uint64 // call as the previous tick saw it
+	lastN    atomic.Uint64 // calls as the previous tick saw it
 
 	smu     sync.Mutex
 	serving bool // a Handler call is under way (inline, or on the goroutine that handed reading over)
@@ -199,7 +211,7 @@ func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, er
 		return nil, err
 	}
 	if c.handler != nil {
-		c.handoff = time.AfterFunc(time.Hour, c.takeOver)
+		c.handoff = time.AfterFunc(time.Hour, c.watch)
 		c.handoff.Stop()
 	}
 	go c.readLoop()
@@ -275,9 +287,14 @@ func (c *Client) write(m Message, deadline time.Time) error {
 			deadline = d
 		}
 	}
-	if !deadline.IsZero() || c.wdeadline {
+	// Setting a deadline is a timer operation that may wake the network
+	// poller: the write timeout's deadline is moved only once it is more
+	// than a tenth of the timeout (at most a second) old, so a write gets
+	// between 90% and 100% of it. A shorter deadline always applies.
+	slack := min(c.wtimeout/10, time.Second)
+	if deadline.IsZero() != c.wset.IsZero() || deadline.Before(c.wset) || deadline.Sub(c.wset) > slack {
 		c.nc.SetWriteDeadline(deadline) // zero clears the last one
-		c.wdeadline = !deadline.IsZero()
+		c.wset = deadline
 	}
 	return c.w.writeMessage(m)
 }
@@ -482,13 +499,47 @@ func (c *Client) readLoop() {
 	close(c.done)
 }
 
-// takeOver runs the read loop on the handoff timer's goroutine. Taking smu
-// orders it after everything the goroutine that armed the timer did with
-// the reader.
-func (c *Client) takeOver() {
-	c.smu.Lock()
-	c.smu.Unlock()
-	c.readLoop()
+// handedOver is the value of call once the watch has taken reading over
+// from a call that lasted.
+const handedOver = 1
+
+// watch is the hand-off timer's tick. When the same inline call is still
+// under way as at the previous tick, it takes the read role over and runs
+// the read loop on its own goroutine; the call's goroutine, when it
+// returns, serves what the new reader queued. Otherwise it ticks again,
+// unless no command came since the previous tick.
+func (c *Client) watch() {
+	v := c.call.Load()
+	if v != 0 && v != handedOver && v == c.lastCall.Load() && c.call.CompareAndSwap(v, handedOver) {
+		c.lastCall.Store(0)
+		// Taking smu orders this goroutine's reads after everything the
+		// call's goroutine did with the reader before the call.
+		c.smu.Lock()
+		c.smu.Unlock()
+		c.rearm()
+		c.readLoop()
+		return
+	}
+	c.lastCall.Store(v)
+	n := c.calls.Load()
+	if v == 0 && n == c.lastN.Load() {
+		// Idle for a tick: stop, unless a call began meanwhile (it saw
+		// armed still set and did not arm the timer itself).
+		c.armed.Store(false)
+		if c.call.Load() == 0 && c.calls.Load() == n || !c.armed.CompareAndSwap(false, true) {
+			return
+		}
+	}
+	c.lastN.Store(n)
+	c.handoff.Reset(handoffDelay)
+}
+
+// rearm makes the watch tick again after it took reading over: the new
+// reader's calls need watching too.
+func (c *Client) rearm() {
+	c.lastN.Store(c.calls.Load())
+	c.armed.Store(true)
+	c.handoff.Reset(handoffDelay)
 }
 
 // read runs the read role; true means it was handed over.
@@ -539,20 +590,25 @@ func (c *Client) serve(m Message) (stop, moved bool) {
 	}
 	c.serving = true
 	c.smu.Unlock()
-	c.handoff.Reset(handoffDelay)
+	n := c.calls.Add(1)
+	c.call.Store(2 * n)
+	if c.armed.CompareAndSwap(false, true) {
+		c.handoff.Reset(handoffDelay)
+	}
 	c.handler.ServeAPDU(cmd)
-	if c.handoff.Stop() {
+	if c.call.CompareAndSwap(2*n, 0) {
 		// Still the reader: nobody queued anything.
 		c.smu.Lock()
 		c.serving = false
 		c.smu.Unlock()
 		return false, false
 	}
-	// The handoff timer fired: another goroutine reads now, and queues
+	// The watch took reading over: another goroutine reads now, and queues
 	// what arrives for this one to serve, in order.
 	for {
 		c.smu.Lock()
 		if c.waiting == 0 {
+			c.call.CompareAndSwap(handedOver, 0) // no call under way: the watch may rest
 			c.serving = false
 			c.smu.Unlock()
 			return false, true

@@ -249,7 +249,14 @@ func (b *Bridge) sourceErr(ctx context.Context) error {
 func (b *Bridge) dial(ctx context.Context) (*vscard.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ReplyTimeout)
 	defer cancel()
-	c, err := vscard.Dial(dctx, b.cfg.Network, b.cfg.Address, b.cfg.Dial)
+	var dc vscard.DialConfig
+	if b.cfg.Dial != nil {
+		dc = *b.cfg.Dial
+	}
+	// Each connection gets its own handler (its GET RESPONSE state), called
+	// on the client's read loop.
+	dc.Handler = b.newHandler(ctx)
+	c, err := vscard.Dial(dctx, b.cfg.Network, b.cfg.Address, &dc)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		hint := "the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM"
 		if b.cfg.Dial != nil && b.cfg.Dial.TLS != nil {
@@ -278,16 +285,7 @@ func (b *Bridge) session(ctx context.Context, c *vscard.Client) error {
 	b.stats.Sessions++
 	b.mu.Unlock()
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.serveCommands(ctx, c)
-	}()
-	defer func() {
-		c.Close() // ends Commands, and with it serveCommands
-		wg.Wait()
-	}()
+	defer c.Close()
 
 	var ann announced
 	// Clear what an earlier, uncleanly ended session may have left.
@@ -407,46 +405,64 @@ func (b *Bridge) leave(c *vscard.Client, ann *announced) {
 	b.log.Info("left the host", "host", b.cfg.Address)
 }
 
-// serveCommands answers the host's commands until the connection ends.
-func (b *Bridge) serveCommands(ctx context.Context, c *vscard.Client) {
-	var (
-		split  = apdu.Splitter{Max: min(b.cfg.MaxResponse-2, apdu.MaxShortData)}
-		redact = apdu.Redactor{ShowSecrets: b.cfg.TraceSecrets}
-		gen    uint64
-	)
-	for cmd := range c.Commands() {
-		st := b.current()
-		if st.Generation != gen {
-			split.Reset()
-			gen = st.Generation
-		}
-		start := time.Now()
-		resp, err := b.answer(ctx, st, &split, cmd.APDU)
-		if err != nil {
-			if ctx.Err() != nil {
-				// Leaving: the commands still queued fail together,
-				// which is not worth a warning each.
-				b.log.Debug("leaving; answering a queued command with Error", "err", err)
-			} else {
-				b.log.Warn("the card failed a command; answering Error", "err", err)
-			}
-			err = cmd.Fail(vscard.ErrCodeGeneral)
-			b.mu.Lock()
-			b.stats.CardErrors++
-			b.mu.Unlock()
-		} else {
-			err = cmd.Respond(resp)
-		}
-		if b.cfg.APDUTrace {
-			b.log.Info("apdu", "command", redact.Command(cmd.APDU), "response", redact.Response(resp), "ms", float64(time.Since(start).Microseconds())/1000)
-		}
-		if err != nil {
-			b.log.Debug("answering the host", "err", err)
-		}
-		b.mu.Lock()
-		b.stats.Commands++
-		b.mu.Unlock()
+// handler answers the host's commands on one connection. The client calls
+// it for one command at a time, so its GET RESPONSE state needs no lock.
+type handler struct {
+	b      *Bridge
+	ctx    context.Context
+	split  apdu.Splitter
+	redact apdu.Redactor
+	gen    uint64
+}
+
+func (b *Bridge) newHandler(ctx context.Context) *handler {
+	return &handler{
+		b:      b,
+		ctx:    ctx,
+		split:  apdu.Splitter{Max: min(b.cfg.MaxResponse-2, apdu.MaxShortData)},
+		redact: apdu.Redactor{ShowSecrets: b.cfg.TraceSecrets},
 	}
+}
+
+// ServeAPDU answers one guest command with the card's response, or with
+// Error when the card fails it.
+func (h *handler) ServeAPDU(cmd *vscard.Command) {
+	b := h.b
+	st := b.current()
+	if st.Generation != h.gen {
+		h.split.Reset()
+		h.gen = st.Generation
+	}
+	var start time.Time
+	if b.cfg.APDUTrace {
+		start = time.Now()
+	}
+	resp, err := b.answer(h.ctx, st, &h.split, cmd.APDU)
+	failed := err != nil
+	if failed {
+		if h.ctx.Err() != nil {
+			// Leaving: the commands still queued fail together,
+			// which is not worth a warning each.
+			b.log.Debug("leaving; answering a queued command with Error", "err", err)
+		} else {
+			b.log.Warn("the card failed a command; answering Error", "err", err)
+		}
+		err = cmd.Fail(vscard.ErrCodeGeneral)
+	} else {
+		err = cmd.Respond(resp)
+	}
+	if b.cfg.APDUTrace {
+		b.log.Info("apdu", "command", h.redact.Command(cmd.APDU), "response", h.redact.Response(resp), "ms", float64(time.Since(start).Microseconds())/1000)
+	}
+	if err != nil {
+		b.log.Debug("answering the host", "err", err)
+	}
+	b.mu.Lock()
+	b.stats.Commands++
+	if failed {
+		b.stats.CardErrors++
+	}
+	b.mu.Unlock()
 }
 
 // answer computes the response to one guest command.

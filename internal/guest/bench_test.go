@@ -3,13 +3,12 @@ package guest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/vscardkit/vscardkit/internal/harness"
 )
 
 // BenchmarkAPDULatency measures what one APDU costs a real guest, through
@@ -68,7 +67,7 @@ func benchLatencyOnce(b *testing.B, nodelay bool, cc clientConfig) {
 	if _, err := vm.WaitResult(ctx, "per_apdu_us"); err != nil {
 		b.Fatal(err)
 	}
-	rss := peakRSS(vm.PID())
+	rss, _ := harness.PeakRSS(vm.PID())
 	res, err := vm.Wait(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -89,21 +88,6 @@ func benchLatencyOnce(b *testing.B, nodelay bool, cc clientConfig) {
 	b.ReportMetric(float64(held[len(held)/2].Microseconds()), "payload-wait-us/apdu")
 	b.ReportMetric(float64(ev.At.Milliseconds()), "boot-ms")
 	if rss > 0 {
-		b.ReportMetric(float64(rss)/1024, "qemu-rss-MiB")
+		b.ReportMetric(float64(rss)/(1<<20), "qemu-rss-MiB")
 	}
-}
-
-// peakRSS returns the VmHWM of pid in KiB, or 0.
-func peakRSS(pid int) int {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return 0
 }

@@ -16,7 +16,8 @@ var build struct {
 	err  error
 }
 
-// Commands builds vscardkit's commands (./cmd/...) once per test binary
+// Commands builds vscardkit's commands (./cmd/...), and minclient, the
+// benchmarks' baseline client (internal/cmd/minclient), once per test binary
 // and returns the directory holding them. The directory is removed when
 // the test binary exits only if the caller arranges it (see CleanupCommands
 // in TestMain); it lives under the OS temp directory.
@@ -27,7 +28,7 @@ func Commands(t testing.TB) string {
 		if build.err != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", build.dir+string(filepath.Separator), "./cmd/...")
+		cmd := exec.Command("go", "build", "-o", build.dir+string(filepath.Separator), "./cmd/...", "./internal/cmd/minclient")
 		cmd.Dir = moduleRoot()
 		build.out, build.err = cmd.CombinedOutput()
 	})

@@ -165,7 +165,7 @@ func TestConnectionResetMidFrameToHost(t *testing.T) {
 // too (its command queue is bounded), so the host's writes block; after its
 // write timeout (10 s) it drops the connection and reconnects.
 func TestHostStopsReading(t *testing.T) {
-	h := newRawHost(t)
+	h := harness.NewRawHost(t)
 	p := startClient(t, nil, append([]string{"--card", "soft", "--max-backoff", "200ms"}, hostPort(h.Addr())...)...)
 	mem := sample(t, p.PID())
 	c, written, werr := stallHost(t, h)
@@ -178,9 +178,9 @@ func TestHostStopsReading(t *testing.T) {
 		t.Fatalf("the client never dropped the host that stopped reading (%d commands written)", written.Load())
 	}
 	dropped := time.Since(stalled)
-	c.nc.Close()
-	c2 := h.accept(t, 20*time.Second)
-	if m := c2.transmit(t, selectPIV, 5*time.Second); m.Type != vscard.MsgAPDU || !bytes.HasSuffix(m.Payload, []byte{0x90, 0x00}) {
+	c.NC.Close()
+	c2 := h.Accept(t, 20*time.Second)
+	if m := c2.Transmit(t, selectPIV, 5*time.Second); m.Type != vscard.MsgAPDU || !bytes.HasSuffix(m.Payload, []byte{0x90, 0x00}) {
 		t.Fatalf("SELECT after reconnection answered %v %X", m, m.Payload)
 	}
 	recovered := time.Since(stalled)
@@ -218,10 +218,10 @@ func TestHostFloods(t *testing.T) {
 		{"unknown type", vscard.MsgType(0x55), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newRawHost(t)
+			h := harness.NewRawHost(t)
 			p := startClient(t, nil, append([]string{"--card", "soft"}, hostPort(h.Addr())...)...)
 			mem := sample(t, p.PID())
-			c := h.accept(t, 20*time.Second)
+			c := h.Accept(t, 20*time.Second)
 			start := time.Now()
 			var (
 				wg       sync.WaitGroup
@@ -232,18 +232,18 @@ func TestHostFloods(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range n {
-					if werr = vscard.WriteMessage(c.nc, vscard.Message{Type: tc.typ, ReaderID: vscard.MinimalReaderID, Payload: big}); werr != nil {
+					if werr = vscard.WriteMessage(c.NC, vscard.Message{Type: tc.typ, ReaderID: vscard.MinimalReaderID, Payload: big}); werr != nil {
 						return
 					}
 				}
 				floodEnd = time.Now()
-				werr = vscard.WriteMessage(c.nc, vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: selectPIV})
+				werr = vscard.WriteMessage(c.NC, vscard.Message{Type: vscard.MsgAPDU, ReaderID: vscard.MinimalReaderID, Payload: selectPIV})
 			}()
-			c.nc.SetReadDeadline(time.Now().Add(2 * time.Minute))
+			c.NC.SetReadDeadline(time.Now().Add(2 * time.Minute))
 			errors, apdus := 0, 0
 			var last vscard.Message
 			for i := 0; i <= tc.answers; i++ {
-				m, err := vscard.ReadMessage(c.r, 0)
+				m, err := vscard.ReadMessage(c.R, 0)
 				if err != nil {
 					t.Fatalf("after %d answers: %v", i, err)
 				}
@@ -288,10 +288,10 @@ func TestHostFloods(t *testing.T) {
 // answers without reading any, until its writes block; it returns the
 // connection, the count of commands written, and the writer's error
 // channel.
-func stallHost(t *testing.T, h *rawHost) (*rawConn, *atomic.Int64, <-chan error) {
+func stallHost(t *testing.T, h *harness.RawHost) (*harness.RawConn, *atomic.Int64, <-chan error) {
 	t.Helper()
-	c := h.accept(t, 20*time.Second)
-	if m := c.transmit(t, selectPIV, 5*time.Second); m.Type != vscard.MsgAPDU {
+	c := h.Accept(t, 20*time.Second)
+	if m := c.Transmit(t, selectPIV, 5*time.Second); m.Type != vscard.MsgAPDU {
 		t.Fatalf("SELECT answered %v", m)
 	}
 	// GET DATA of the 9A certificate with an extended Le: each answer is
@@ -301,7 +301,7 @@ func stallHost(t *testing.T, h *rawHost) (*rawConn, *atomic.Int64, <-chan error)
 	werr := make(chan error, 1)
 	go func() {
 		for {
-			if err := vscard.WriteMessage(c.nc, vscard.Message{Type: vscard.MsgAPDU, Payload: getCert}); err != nil {
+			if err := vscard.WriteMessage(c.NC, vscard.Message{Type: vscard.MsgAPDU, Payload: getCert}); err != nil {
 				werr <- err
 				return
 			}
@@ -325,7 +325,7 @@ func stallHost(t *testing.T, h *rawHost) (*rawConn, *atomic.Int64, <-chan error)
 // client still leaves within its 2 s farewell (CardRemove and ReaderRemove
 // cannot get through; it does not wait out the 10 s write timeout).
 func TestStopWhileHostStopsReading(t *testing.T) {
-	h := newRawHost(t)
+	h := harness.NewRawHost(t)
 	p := startClient(t, nil, append([]string{"--card", "soft"}, hostPort(h.Addr())...)...)
 	stallHost(t, h)
 	start := time.Now()

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,29 +67,10 @@ func waitEvent(t *testing.T, srv *vscardtest.Server, d time.Duration, kinds ...v
 	return e
 }
 
-// peakRSS returns a process's peak resident set (VmHWM in
-// /proc/PID/status), in bytes.
-func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
-			n, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmHWM in /proc/%d/status: %w", pid, err)
-			}
-			return n << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
-
 // peakOf is peakRSS for a process that must be alive.
 func peakOf(t *testing.T, pid int) int64 {
 	t.Helper()
-	n, err := peakRSS(pid)
+	n, err := harness.PeakRSS(pid)
 	if err != nil {
 		t.Fatalf("reading the memory of pid %d: %v", pid, err)
 	}
@@ -118,7 +98,7 @@ func sample(t *testing.T, pid int) *sampler {
 				return
 			case <-tick.C:
 			}
-			if n, err := peakRSS(pid); err == nil {
+			if n, err := harness.PeakRSS(pid); err == nil {
 				s.mu.Lock()
 				s.peak = max(s.peak, n)
 				s.mu.Unlock()
