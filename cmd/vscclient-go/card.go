@@ -137,6 +137,9 @@ func (c pivCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return c.a.Transmit(ctx, cmd)
 }
 
+// IgnoresDeadline: the applet looks at its context only before a command.
+func (pivCard) IgnoresDeadline() {}
+
 // Reset is a card reset: the PIN is no longer verified.
 func (c pivCard) Reset(context.Context) error {
 	c.a.Reset()

@@ -33,6 +33,15 @@ type Card interface {
 	Transmit(ctx context.Context, cmd []byte) ([]byte, error)
 }
 
+// DeadlineIgnorer is implemented by cards whose Transmit does not watch its
+// context once a command has started (an emulated card, whose key
+// operations take no context): the bridge calls them without CardTimeout's
+// per-command deadline, which would bound nothing and cost an allocation
+// and a timer per command.
+type DeadlineIgnorer interface {
+	IgnoresDeadline()
+}
+
 // Resetter is implemented by cards that can be reset. The bridge resets the
 // card whenever it (re)announces it to a host, so that a new guest session
 // never inherits the last one's state (a verified PIN, a selected applet).
@@ -89,8 +98,9 @@ type Config struct {
 	// message (and to answer Init); a host that does not is treated as
 	// gone. 0 means 5 s.
 	ReplyTimeout time.Duration
-	// CardTimeout bounds one command's round trip to the card; 0 means
-	// 2 min (on-card key generation is slow).
+	// CardTimeout bounds one command's round trip to a card that watches
+	// its context (not a DeadlineIgnorer); 0 means 2 min (on-card key
+	// generation is slow).
 	CardTimeout time.Duration
 	// MaxResponse is the most bytes (data and status word) one response to
 	// the guest may carry; longer ones are split with 61xx + GET RESPONSE.
@@ -476,9 +486,15 @@ func (b *Bridge) answer(ctx context.Context, st State, split *apdu.Splitter, raw
 		return resp, nil
 	}
 	split.Reset()
-	cctx, cancel := context.WithTimeout(ctx, b.cfg.CardTimeout)
-	defer cancel()
-	resp, err := st.Card.Transmit(cctx, raw)
+	var resp []byte
+	var err error
+	if _, ok := st.Card.(DeadlineIgnorer); ok {
+		resp, err = st.Card.Transmit(ctx, raw)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.CardTimeout)
+		resp, err = st.Card.Transmit(cctx, raw)
+		cancel()
+	}
 	if err != nil {
 		return nil, err
 	}
