@@ -130,9 +130,9 @@ type Client struct {
 	// wsem serialises writes (a one-slot semaphore rather than a mutex,
 	// so that a control message can give up waiting for a write stuck on
 	// a host that stopped reading); taken before mu.
-	wsem      chan struct{}
-	w         *frameWriter
-	wset      time.Time // the write deadline set on nc (zero: none); guarded by wsem
+	wsem chan struct{}
+	w    *frameWriter
+	wset time.Time // the write deadline set on nc (zero: none); guarded by wsem
 
 	mu           sync.Mutex
 	waiters      []chan reply    // control messages awaiting the host's Error, in wire order
@@ -511,11 +511,10 @@ const handedOver = 1
 func (c *Client) watch() {
 	v := c.call.Load()
 	if v != 0 && v != handedOver && v == c.lastCall.Load() && c.call.CompareAndSwap(v, handedOver) {
+		// The CAS observed the call's store of call, which followed
+		// everything its goroutine did with the reader: reading here is
+		// ordered after it.
 		c.lastCall.Store(0)
-		// Taking smu orders this goroutine's reads after everything the
-		// call's goroutine did with the reader before the call.
-		c.smu.Lock()
-		c.smu.Unlock()
 		c.rearm()
 		c.readLoop()
 		return

@@ -191,8 +191,11 @@ func TestBridgeSplitsLongResponses(t *testing.T) {
 	}
 	// Another command drops what was pending: GET RESPONSE then goes to
 	// the card, which answers 9000 here.
-	resp, _ = srv.Transmit(ctxT(t), []byte{0x00, 0xCA, 0x01, 0x00, 0x00})
-	srv.Transmit(ctxT(t), []byte{0x00, 0xA4, 0x04, 0x00})
+	for _, cmd := range [][]byte{{0x00, 0xCA, 0x01, 0x00, 0x00}, {0x00, 0xA4, 0x04, 0x00}} {
+		if _, err := srv.Transmit(ctxT(t), cmd); err != nil {
+			t.Fatalf("%X: %v", cmd, err)
+		}
+	}
 	resp, err = srv.Transmit(ctxT(t), []byte{0x00, 0xC0, 0x00, 0x00, 0x00})
 	if err != nil || !bytes.Equal(resp, []byte{0x90, 0x00}) {
 		t.Fatalf("GET RESPONSE after another command: %X %v", resp, err)

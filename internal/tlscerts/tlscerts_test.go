@@ -87,7 +87,7 @@ func TestDefaultsServeLoopback(t *testing.T) {
 			t.Errorf("default server certificate for %s: %v", host, err)
 		}
 	}
-	if d := server.NotAfter.Sub(time.Now()); d < DefaultValidity-time.Minute {
+	if d := time.Until(server.NotAfter); d < DefaultValidity-time.Minute {
 		t.Errorf("default validity %v, want about %v", d, DefaultValidity)
 	}
 }

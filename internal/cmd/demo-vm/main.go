@@ -230,7 +230,7 @@ func tell(out io.Writer, v map[string]string, clientOut string) error {
 	fmt.Fprintf(out, "guest: pkcs11-tool --read-object --id 01: %s, %s, SHA-256 %X...\n", cert.Subject, keyDesc(cert), sum[:8])
 	if m := fingerprint.FindStringSubmatch(clientOut); m != nil {
 		if m[1] != fmt.Sprintf("%X", sum[:8]) {
-			return fmt.Errorf("the guest read a certificate with SHA-256 %X..., vscclient-go serves %s...", sum[:8], m[1])
+			return fmt.Errorf("the guest read a certificate whose SHA-256 starts %X, but vscclient-go serves one whose SHA-256 starts %s", sum[:8], m[1])
 		}
 		fmt.Fprintln(out, "       (the certificate vscclient-go serves in slot 9A)")
 	}

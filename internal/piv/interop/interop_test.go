@@ -337,6 +337,7 @@ func TestOpenSC(t *testing.T) {
 	t.Run("decrypt", func(t *testing.T) {
 		pub := r.cert(t, 0, piv.SlotKeyManagement).PublicKey.(*rsa.PublicKey)
 		msg := []byte("a wrapped session key")
+		//lint:ignore SA1019 the card decrypts PKCS #1 v1.5, which PIV clients send (OpenSC CKM_RSA_PKCS, piv-go): the test needs such a ciphertext
 		ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
 		if err != nil {
 			t.Fatal(err)
@@ -496,6 +497,7 @@ func TestPivGo(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg := []byte("a wrapped session key")
+		//lint:ignore SA1019 the card decrypts PKCS #1 v1.5, which PIV clients send (OpenSC CKM_RSA_PKCS, piv-go): the test needs such a ciphertext
 		ct, _ := rsa.EncryptPKCS1v15(rand.Reader, certs[piv.SlotKeyManagement].PublicKey.(*rsa.PublicKey), msg)
 		pt, err := k.(crypto.Decrypter).Decrypt(rand.Reader, ct, nil)
 		if err != nil || !bytes.Equal(pt, msg) {
