@@ -228,6 +228,7 @@ func (c *Client) handshake(ctx context.Context, r *frameReader, caps []uint32) e
 		return fmt.Errorf("vscard: handshake: %w", ctx.Err())
 	}
 	c.nc.SetDeadline(time.Time{})
+	c.wset = time.Time{} // cleared with the rest
 	return err
 }
 
