@@ -683,7 +683,7 @@ func (c *Client) dispatch(m Message) bool {
 			c.anomaly("vscard: ignoring malformed Init from host", "err", err)
 			return true
 		}
-		c.log.Info("vscard: the host sent Init again: its card device was re-created on this connection and knows no reader or card")
+		c.log.Debug("vscard: the host sent Init again: its card device was re-created on this connection and knows no reader or card")
 		// Keep only the latest: the owner announces once whatever the
 		// number of re-creations it missed.
 		select {

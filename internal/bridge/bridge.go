@@ -74,10 +74,31 @@ type Source interface {
 	Run(ctx context.Context, update func(State)) error
 }
 
+// Target is where a host listens.
+type Target struct {
+	// Network and Address locate the host: "tcp" and "host:port", or
+	// "unix" and a socket path.
+	Network, Address string
+	// TLS: the host speaks TLS (Config.Dial.TLS says how).
+	TLS bool
+}
+
+func (t Target) String() string {
+	switch {
+	case t.Network == "unix":
+		return "unix:" + t.Address
+	case t.TLS:
+		return "tls://" + t.Address
+	}
+	return "tcp://" + t.Address
+}
+
 // Config configures Run.
 type Config struct {
 	// Network and Address locate the host: "tcp" and "host:port", or
-	// "unix" and a socket path.
+	// "unix" and a socket path; with TLS when Dial.TLS is set. When Address
+	// is empty the host is whatever SetTarget says (a libvirt domain
+	// followed through its restarts), and none until it is called.
 	Network, Address string
 	// Dial configures the VSCard connection (TLS, timeouts).
 	Dial *vscard.DialConfig
@@ -102,11 +123,19 @@ type Config struct {
 	// its context (not a DeadlineIgnorer); 0 means 2 min (on-card key
 	// generation is slow).
 	CardTimeout time.Duration
+	// OnStatus, when set, is called with the bridge's status whenever it
+	// changes (a target, a connection, an announcement, a loss). It must
+	// not block.
+	OnStatus func(Status)
 	// MaxResponse is the most bytes (data and status word) one response to
 	// the guest may carry; longer ones are split with 61xx + GET RESPONSE.
 	// 0 means 374, what QEMU's usb-ccid passes to the guest.
 	MaxResponse int
 }
+
+// MinMaxBackoff is the shortest Config.MaxBackoff the bridge takes: a
+// shorter one is raised to it.
+const MinMaxBackoff = 100 * time.Millisecond
 
 // QEMUMaxResponse is the largest response QEMU's usb-ccid carries to the
 // guest: its 384-byte bulk-in buffer less the 10-byte CCID header.
@@ -122,6 +151,8 @@ func (c *Config) defaults() {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = time.Second
 	}
+	// A tighter loop only burns CPU against a host that is not there.
+	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff, MinMaxBackoff)
 	if c.ReplyTimeout <= 0 {
 		c.ReplyTimeout = 5 * time.Second
 	}
@@ -145,6 +176,30 @@ type Bridge struct {
 	state   State
 	changed chan struct{} // signalled when state changes
 	stats   Stats
+	target  *Target       // nil: no host to reach
+	retgt   chan struct{} // signalled when target changes
+	status  Status
+}
+
+// Status is what a bridge is doing.
+type Status struct {
+	// Target is the host the bridge reaches for, nil when it has none
+	// (the VM is off).
+	Target *Target
+	// Connected: a connection to Target completed the handshake and has
+	// not ended.
+	Connected bool
+	// Reader and Card are what the host was told: the reader's name ("":
+	// none) and whether a card is in it.
+	Reader string
+	Card   bool
+	// Attempts counts the failed connection attempts since the last
+	// connection (or target), and Err is the last one's error.
+	Attempts int
+	Err      error
+	// Since is when Connected, or Target, last changed.
+	Since time.Time
+	Stats
 }
 
 // Stats counts what a bridge did.
@@ -161,11 +216,66 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("bridge: no card source")
 	}
-	if cfg.Address == "" {
-		return nil, errors.New("bridge: no host address")
-	}
 	cfg.defaults()
-	return &Bridge{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}, 1)}, nil
+	b := &Bridge{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}, 1), retgt: make(chan struct{}, 1)}
+	if cfg.Address != "" {
+		b.target = &Target{Network: cfg.Network, Address: cfg.Address, TLS: cfg.Dial != nil && cfg.Dial.TLS != nil}
+	}
+	b.status = Status{Target: b.target, Since: time.Now()}
+	return b, nil
+}
+
+// SetTarget sets the host the bridge reaches for; nil means none (the VM is
+// off): the bridge leaves the host it is connected to, if any, and waits
+// without retrying. A new target is tried at once. Safe to call at any
+// time, before Run too.
+func (b *Bridge) SetTarget(t *Target) {
+	b.mu.Lock()
+	if t == nil && b.target == nil || t != nil && b.target != nil && *t == *b.target {
+		b.mu.Unlock()
+		return
+	}
+	if t != nil {
+		t2 := *t
+		t = &t2
+	}
+	b.target = t
+	b.status.Target, b.status.Attempts, b.status.Err, b.status.Since = t, 0, nil, time.Now()
+	b.mu.Unlock()
+	b.statusChanged()
+	select {
+	case b.retgt <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bridge) currentTarget() *Target {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.target
+}
+
+// Status returns what the bridge is doing now.
+func (b *Bridge) Status() Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.status
+	st.Stats = b.stats
+	return st
+}
+
+// setStatus changes the status under the lock and reports it.
+func (b *Bridge) setStatus(f func(*Status)) {
+	b.mu.Lock()
+	f(&b.status)
+	b.mu.Unlock()
+	b.statusChanged()
+}
+
+func (b *Bridge) statusChanged() {
+	if b.cfg.OnStatus != nil {
+		b.cfg.OnStatus(b.Status())
+	}
 }
 
 // Stats returns counters of what the bridge did so far.
@@ -210,22 +320,43 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer func() { <-srcDone }()
 
 	backoff := b.cfg.MinBackoff
-	failures := 0
+	var (
+		failures  int
+		downSince time.Time     // first failed attempt since the last connection
+		remindAt  time.Duration // how long after downSince to say "still trying"
+	)
 	for {
-		c, err := b.dial(ctx)
+		t := b.currentTarget()
+		if t == nil {
+			// No host (the VM is off): wait, without retrying.
+			select {
+			case <-ctx.Done():
+				return b.sourceErr(ctx)
+			case <-b.retgt:
+				backoff, failures = b.cfg.MinBackoff, 0
+				continue
+			}
+		}
+		c, err := b.dial(ctx, *t)
 		if err == nil {
 			if failures > 0 {
-				b.log.Info("connected to the host again", "host", b.cfg.Address, "after_attempts", failures)
+				b.log.Info("connected to the host again", "host", t.Address, "after_attempts", failures)
 			} else {
-				b.log.Info("connected to the host", "host", b.cfg.Address)
+				b.log.Info("connected to the host", "host", t.Address)
 			}
 			failures = 0
+			b.setStatus(func(s *Status) { s.Connected, s.Attempts, s.Err, s.Since = true, 0, nil, time.Now() })
 			start := time.Now()
-			err = b.session(ctx, c)
+			err = b.session(ctx, c, *t)
+			b.setStatus(func(s *Status) { s.Connected, s.Reader, s.Card, s.Since = false, "", false, time.Now() })
 			if ctx.Err() != nil {
 				return b.sourceErr(ctx)
 			}
-			b.log.Warn("lost the host; reconnecting", "host", b.cfg.Address, "reason", err)
+			if errors.Is(err, errTargetChanged) {
+				backoff = b.cfg.MinBackoff
+				continue
+			}
+			b.log.Warn("lost the host; reconnecting", "host", t.Address, "reason", err)
 			if time.Since(start) > 10*time.Second {
 				backoff = b.cfg.MinBackoff
 			}
@@ -234,20 +365,48 @@ func (b *Bridge) Run(ctx context.Context) error {
 				return b.sourceErr(ctx)
 			}
 			failures++
-			if failures == 1 {
-				b.log.Warn("cannot reach the host; retrying", "host", b.cfg.Address, "err", err)
-			} else {
-				b.log.Debug("cannot reach the host", "host", b.cfg.Address, "attempt", failures, "err", err)
+			b.setStatus(func(s *Status) { s.Attempts, s.Err = failures, err })
+			switch down := time.Since(downSince); {
+			case failures == 1:
+				downSince, remindAt = time.Now(), time.Minute
+				b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err)
+			case down >= remindAt:
+				remindAt = nextReminder(remindAt)
+				b.log.Warn("still trying to reach the host", "host", t.Address, "attempts", failures, "for", down.Round(time.Second).String(), "err", err)
+			default:
+				b.log.Debug("cannot reach the host", "host", t.Address, "attempt", failures, "err", err)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return b.sourceErr(ctx)
 		case <-time.After(backoff):
+			backoff = min(2*backoff, b.cfg.MaxBackoff)
+		case <-b.retgt:
+			backoff, failures = b.cfg.MinBackoff, 0
 		}
-		backoff = min(2*backoff, b.cfg.MaxBackoff)
 	}
 }
+
+// nextReminder returns when, after the first failed attempt, a bridge that
+// still cannot reach its host says so again, after saying so at d: 1, 5,
+// 15 and 60 minutes, then every hour.
+func nextReminder(d time.Duration) time.Duration {
+	switch {
+	case d < 5*time.Minute:
+		return 5 * time.Minute
+	case d < 15*time.Minute:
+		return 15 * time.Minute
+	}
+	return (d/time.Hour + 1) * time.Hour
+}
+
+// errTargetChanged ends a session whose target was replaced.
+var errTargetChanged = errors.New("bridge: the host's address changed")
+
+// ErrNeedTLS: the target speaks TLS and the bridge has no TLS configuration
+// (Config.Dial.TLS).
+var ErrNeedTLS = errors.New("bridge: the host's chardev uses TLS, and no TLS client configuration was given")
 
 func (b *Bridge) sourceErr(ctx context.Context) error {
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -256,20 +415,26 @@ func (b *Bridge) sourceErr(ctx context.Context) error {
 	return nil
 }
 
-func (b *Bridge) dial(ctx context.Context) (*vscard.Client, error) {
+func (b *Bridge) dial(ctx context.Context, t Target) (*vscard.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ReplyTimeout)
 	defer cancel()
 	var dc vscard.DialConfig
 	if b.cfg.Dial != nil {
 		dc = *b.cfg.Dial
 	}
+	switch {
+	case t.TLS && dc.TLS == nil:
+		return nil, ErrNeedTLS
+	case !t.TLS:
+		dc.TLS = nil
+	}
 	// Each connection gets its own handler (its GET RESPONSE state), called
 	// on the client's read loop.
 	dc.Handler = b.newHandler(ctx)
-	c, err := vscard.Dial(dctx, b.cfg.Network, b.cfg.Address, &dc)
+	c, err := vscard.Dial(dctx, t.Network, t.Address, &dc)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		hint := "the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM"
-		if b.cfg.Dial != nil && b.cfg.Dial.TLS != nil {
+		if t.TLS {
 			// A chardev without TLS reads the ClientHello as a VSCard
 			// header claiming more than its buffer holds.
 			hint = "the host accepted the connection but did not finish the TLS handshake or answer Init: a QEMU chardev without TLS never answers a TLS client, whose bytes wedge its card device until the VM restarts (use tcp:// for such a chardev); or an earlier client wedged it"
@@ -290,7 +455,7 @@ type announced struct {
 }
 
 // session announces and serves one connection until it ends or ctx does.
-func (b *Bridge) session(ctx context.Context, c *vscard.Client) error {
+func (b *Bridge) session(ctx context.Context, c *vscard.Client, t Target) error {
 	b.mu.Lock()
 	b.stats.Sessions++
 	b.mu.Unlock()
@@ -308,15 +473,23 @@ func (b *Bridge) session(ctx context.Context, c *vscard.Client) error {
 		}
 		select {
 		case <-ctx.Done():
-			b.leave(c, &ann)
+			b.leave(c, &ann, t)
 			return ctx.Err()
 		case <-c.Done():
 			return c.Err()
+		case <-b.retgt:
+			if nt := b.currentTarget(); nt != nil && *nt == t {
+				continue // changed and changed back
+			}
+			// A new target (the VM restarted elsewhere, or is off):
+			// leave this host, as politely as it still allows.
+			b.leave(c, &ann, t)
+			return errTargetChanged
 		case <-c.HostReinits():
 			// A new card device on the same connection (the VM's
 			// reader was unplugged and plugged back): it knows nothing
 			// of what was announced.
-			b.log.Warn("the host's card device was re-created; announcing the reader and card again", "host", b.cfg.Address)
+			b.log.Warn("the host's card device was re-created; announcing the reader and card again", "host", t.Address)
 			b.mu.Lock()
 			b.stats.Reinits++
 			b.mu.Unlock()
@@ -348,6 +521,7 @@ func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) err
 			return err
 		}
 		b.log.Info("card removed", "reader", ann.reader)
+		b.setStatus(func(s *Status) { s.Card = false })
 		ann.hasCrd = false
 	}
 	if ann.hasRdr && st.Reader != ann.reader {
@@ -355,6 +529,7 @@ func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) err
 			return err
 		}
 		b.log.Info("reader removed", "reader", ann.reader)
+		b.setStatus(func(s *Status) { s.Reader, s.Card = "", false })
 		ann.hasRdr, ann.hasCrd = false, false
 	}
 	if !ann.hasRdr && st.Reader != "" {
@@ -369,6 +544,7 @@ func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) err
 		}
 		ann.reader, ann.id, ann.hasRdr = st.Reader, id, true
 		b.log.Info("reader announced", "reader", st.Reader, "id", id)
+		b.setStatus(func(s *Status) { s.Reader = st.Reader })
 	}
 	if ann.hasRdr && st.hasCard() && (!ann.hasCrd || st.Generation != ann.gen || !bytes.Equal(st.ATR, ann.atr)) {
 		// QEMU takes the first answer after an ATR as the answer to the
@@ -394,12 +570,13 @@ func (b *Bridge) sync(ctx context.Context, c *vscard.Client, ann *announced) err
 		}
 		ann.hasCrd, ann.atr, ann.gen = true, st.ATR, st.Generation
 		b.log.Info("card inserted", "reader", ann.reader, "atr", fmt.Sprintf("%X", st.ATR))
+		b.setStatus(func(s *Status) { s.Card = true })
 	}
 	return nil
 }
 
 // leave removes the card and the reader, as a client leaving cleanly does.
-func (b *Bridge) leave(c *vscard.Client, ann *announced) {
+func (b *Bridge) leave(c *vscard.Client, ann *announced, t Target) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if ann.hasCrd {
@@ -412,7 +589,7 @@ func (b *Bridge) leave(c *vscard.Client, ann *announced) {
 			b.log.Warn("removing the reader on exit", "err", err)
 		}
 	}
-	b.log.Info("left the host", "host", b.cfg.Address)
+	b.log.Info("left the host", "host", t.Address)
 }
 
 // handler answers the host's commands on one connection. The client calls
