@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/vscardkit/vscardkit/certsrc"
 	"github.com/vscardkit/vscardkit/internal/bridge"
@@ -21,41 +18,65 @@ import (
 	"github.com/vscardkit/vscardkit/reader"
 )
 
-// openCard builds the card source that --card names. The returned function
-// releases it (and stops what it started).
-func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (bridge.Source, func(), error) {
+// card is an opened --card: the bridge's source, how to re-arm its PIN guard
+// (nil for a PC/SC card, whose PIN the real card guards), and how to
+// release it.
+type card struct {
+	src     bridge.Source
+	rearm   func()
+	release func()
+}
+
+// openCard builds the card source that --card names.
+func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (*card, error) {
+	src, release, rearm, err := openSource(ctx, o, log, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return &card{src: src, rearm: rearm, release: release}, nil
+}
+
+// checkCard checks that the card options go together.
+func checkCard(o *options) error {
+	kind, _, _ := strings.Cut(o.card, ":")
+	switch {
+	case kind != "pcsc" && kind != "soft" && kind != "pkcs11":
+		return cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
+	case kind != "pkcs11" && len(o.slots) > 0:
+		return cli.Usagef("--slot applies to --card pkcs11:...")
+	case kind != "pcsc" && o.shared:
+		return cli.Usagef("--shared applies to --card pcsc")
+	case kind != "soft" && o.pinFile != "":
+		return cli.Usagef("--pin-file applies to --card soft (a token's PIN comes from the guest)")
+	}
+	return nil
+}
+
+func openSource(ctx context.Context, o *options, log *slog.Logger, stderr io.Writer) (bridge.Source, func(), func(), error) {
+	if err := checkCard(o); err != nil {
+		return nil, nil, nil, err
+	}
 	kind, arg, _ := strings.Cut(o.card, ":")
-	if kind != "pkcs11" && len(o.slots) > 0 {
-		return nil, nil, cli.Usagef("--slot applies to --card pkcs11:...")
-	}
-	if kind != "pcsc" && o.shared {
-		return nil, nil, cli.Usagef("--shared applies to --card pcsc")
-	}
-	if kind != "soft" && o.pinFile != "" {
-		return nil, nil, cli.Usagef("--pin-file applies to --card soft (a token's PIN comes from the guest)")
-	}
 	switch kind {
 	case "pcsc":
-		return openPCSC(o, arg, log)
+		src, release, err := openPCSC(o, arg, log)
+		return src, release, nil, err
 	case "soft":
 		st, err := openSoft(arg, o.pinFile, stderr)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return pivSource(st, o, "vscardkit virtual PIV", log)
+		src, rearm := pivSource(st, o, "vscardkit virtual PIV", log)
+		return src, func() {}, rearm, nil
 	case "pkcs11":
 		st, err := openPKCS11(ctx, o, log, stderr)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		src, release, err := pivSource(st, o, "vscardkit virtual PIV ("+st.Token().Label+")", log)
-		if err != nil {
-			st.Close()
-			return nil, nil, err
-		}
-		return src, func() { release(); st.Close() }, nil
+		src, rearm := pivSource(st, o, "vscardkit virtual PIV ("+st.Token().Label+")", log)
+		return src, func() { st.Close() }, rearm, nil
 	}
-	return nil, nil, cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
+	return nil, nil, nil, cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
 }
 
 func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
@@ -146,37 +167,16 @@ func (c pivCard) Reset(context.Context) error {
 	return nil
 }
 
-// pivSource presents an emulated PIV card over st, behind a PIN guard that
-// SIGHUP re-arms.
-func pivSource(st piv.Store, o *options, defaultName string, log *slog.Logger) (bridge.Source, func(), error) {
+// pivSource presents an emulated PIV card over st, behind a PIN guard; the
+// returned function re-arms the guard.
+func pivSource(st piv.Store, o *options, defaultName string, log *slog.Logger) (bridge.Source, func()) {
 	guard := piv.NewPINGuard(st, piv.GuardOptions{MaxWrongPINs: o.maxWrongPINs, AllowFinalTry: o.allowFinalTry, Logger: log})
 	applet := piv.New(guard, piv.Options{Logger: log})
 	name := o.readerName
 	if name == "" {
 		name = defaultName
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-hup:
-				guard.Rearm()
-				log.Info("SIGHUP: PIN guard re-armed")
-			case <-done:
-				return
-			}
-		}
-	}()
-	release := func() {
-		signal.Stop(hup)
-		close(done)
-		<-stopped
-	}
-	return bridge.NewStatic(name, piv.ATR(), pivCard{applet}), release, nil
+	return bridge.NewStatic(name, piv.ATR(), pivCard{applet}), guard.Rearm
 }
 
 func openPCSC(o *options, arg string, log *slog.Logger) (bridge.Source, func(), error) {

@@ -6,7 +6,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,12 +18,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vscardkit/vscardkit/internal/bridge"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/configcli"
+	"github.com/vscardkit/vscardkit/internal/control"
+	"github.com/vscardkit/vscardkit/internal/domain"
 	"github.com/vscardkit/vscardkit/internal/piv"
-	"github.com/vscardkit/vscardkit/internal/tlsconfig"
-	"github.com/vscardkit/vscardkit/vscard"
+	"github.com/vscardkit/vscardkit/internal/sdnotify"
 )
 
 const prog = "vscclient-go"
@@ -29,13 +33,19 @@ const prog = "vscclient-go"
 const usage = `Usage:
   vscclient-go [flags] HOST PORT
   vscclient-go [flags] --connect tcp://HOST:PORT | unix:PATH | tls://HOST:PORT
-  vscclient-go readers             list PC/SC readers and their cards
-  vscclient-go config [flags]      libvirt XML / QEMU argv for the VM (see config --help)
+  vscclient-go [flags] --domain NAME [--libvirt URI]
+  vscclient-go serve --config FILE   many libvirt domains, each with its card (see serve --help)
+  vscclient-go rearm [DOMAIN]        re-arm a PIN guard through the control socket
+  vscclient-go status                what each card is doing, through the control socket
+  vscclient-go readers               list PC/SC readers and their cards
+  vscclient-go config [flags]        libvirt XML / QEMU argv for the VM (see config --help)
 
 vscclient-go connects to QEMU's ccid-card-passthru chardev and is the guest's
 smart card until it is stopped (SIGINT or SIGTERM remove the card and the
 reader from the guest first). When QEMU goes away (VM restart, migration,
-socket reset) it reconnects and announces the card again.
+socket reset) it reconnects and announces the card again. With --domain it
+asks libvirt where the domain's smartcard chardev is, and follows the domain:
+connected within a moment of each start, idle while it is off.
 
 Cards (--card):
   pcsc                 the first PC/SC reader that holds a card (default)
@@ -66,9 +76,18 @@ Examples:
   # See every APDU (PINs redacted)
   vscclient-go --apdu-trace --card soft 127.0.0.1 2001
 
+  # The VM libvirt calls win11, whatever port its chardev has, through its restarts
+  vscclient-go --domain win11 --card 'pcsc:YubiKey'
+
+  # A VM on another machine's libvirt (its chardev must listen where this one reaches)
+  vscclient-go --domain ci-runner --libvirt qemu+ssh://vmhost/system \
+      --tls-ca ca-cert.pem --tls-cert client-cert.pem --tls-key client-key.pem
+
 After too many wrong PINs from the guest (--max-wrong-pins), an emulated card
-stops passing PINs to the token so that a guest cannot lock it; send SIGHUP
-to re-arm it (kill -HUP PID).
+stops passing PINs to the token so that a guest cannot lock it; re-arm it
+with SIGHUP (kill -HUP PID; systemctl reload vscclient-go@DOMAIN) or, with
+--control PATH, with 'vscclient-go rearm --control PATH' (Windows has no
+SIGHUP).
 
 Flags:
 `
@@ -94,6 +113,10 @@ func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return configcli.Main(ctx, args[1:], stdin, stdout, stderr)
 		case "readers":
 			return cli.Report(stderr, prog, listReaders(ctx, args[1:], stdout, stderr))
+		case "serve":
+			return cli.Report(stderr, prog, serve(ctx, args[1:], stderr))
+		case "rearm", "status":
+			return cli.Report(stderr, prog, controlCommand(ctx, args[0], args[1:], stdout, stderr))
 		}
 	}
 	return cli.Report(stderr, prog, run(ctx, args, stderr))
@@ -101,6 +124,9 @@ func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 type options struct {
 	connect       string
+	domain        string
+	libvirt       string
+	control       string
 	card          string
 	shared        bool
 	slots         []string
@@ -128,6 +154,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := cli.FlagSet(prog, usage, stderr)
 	fs.StringVar(&o.connect, "connect", "", "the chardev to connect to: tcp://HOST:PORT, tcp://[IPv6]:PORT, unix:PATH or tls://HOST:PORT (or give HOST PORT)")
+	fs.StringVar(&o.domain, "domain", "", "the libvirt domain `name` whose <smartcard mode='passthrough'> to serve, followed through its restarts (instead of HOST PORT)")
+	fs.StringVar(&o.libvirt, "libvirt", "", "with --domain: the libvirt `uri` (default qemu:///system; qemu:///session, qemu+ssh://HOST/system, qemu+tls://HOST/system)")
+	fs.StringVar(&o.control, "control", "", "serve a control socket at `path` (vscclient-go rearm, status)")
 	fs.StringVar(&o.card, "card", "pcsc", "the `card` to give the guest: pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
 	fs.BoolVar(&o.shared, "shared", false, "open the PC/SC card in shared mode (default: exclusive, since the guest owns the card's state)")
 	fs.Var((*stringList)(&o.slots), "slot", "with pkcs11: put a certificate in a PIV slot, e.g. 9a=id:01, 9c=label:Signing, 9e=none (repeatable)")
@@ -147,13 +176,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := cli.Parse(fs, args); err != nil {
 		return nil, err
 	}
+	if o.libvirt != "" && o.domain == "" {
+		return nil, cli.Usagef("--libvirt goes with --domain")
+	}
 	switch {
+	case o.domain != "" && (fs.NArg() > 0 || o.connect != ""):
+		return nil, cli.Usagef("give either --domain or where the VM is (HOST PORT or --connect), not both")
+	case o.domain != "":
 	case fs.NArg() == 2 && o.connect == "":
 		// A bracketed IPv6 host ("[::1]") is taken as it is.
 		o.connect = "tcp://" + net.JoinHostPort(strings.Trim(fs.Arg(0), "[]"), fs.Arg(1))
 	case fs.NArg() == 0 && o.connect != "":
 	case fs.NArg() == 0:
-		return nil, cli.Usagef("where is the VM? give HOST PORT or --connect")
+		return nil, cli.WithHint(cli.Usagef("where is the VM? give HOST PORT, --connect or --domain"), "e.g. vscclient-go --domain win11, or vscclient-go 127.0.0.1 2001")
 	default:
 		return nil, cli.Usagef("give either HOST PORT or --connect, not %q", strings.Join(fs.Args(), " "))
 	}
@@ -172,40 +207,82 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tgt, err := parseTarget(o.connect)
-	if err != nil {
-		return err
-	}
-	// The connection's own records (TLS version, ignored messages) go to the
-	// same log; they never hold APDU contents.
-	dial := &vscard.DialConfig{ClientConfig: vscard.ClientConfig{Logger: log}}
-	if tgt.tls {
-		if dial.TLS, err = tlsconfig.Client(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName); err != nil {
+	if o.connect != "" {
+		if _, err := parseTarget(o.connect); err != nil {
 			return err
 		}
-	} else if o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "" {
-		return cli.Usagef("--tls-* flags need --connect tls://HOST:PORT")
 	}
-	src, closeSrc, err := openCard(ctx, o, log, stderr)
+	var w *domain.Watcher
+	where := o.connect
+	if o.domain != "" {
+		if err := lookupDomain(ctx, o.libvirt, o.domain, log); err != nil {
+			return err
+		}
+		if w, err = domain.NewWatcher(o.libvirt, &domain.Options{Logger: log}); err != nil {
+			return libvirtErr(o.libvirt, err)
+		}
+		defer w.Close()
+		where = "domain " + o.domain + " on " + uriName(o.libvirt)
+	}
+	c, err := newVMCard(ctx, o.domain, o, log, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeSrc()
-	b, err := bridge.New(bridge.Config{
-		Network: tgt.network, Address: tgt.address, Dial: dial, Source: src,
-		Logger: log, APDUTrace: o.apduTrace, TraceSecrets: o.traceSecrets,
-		MaxBackoff: o.maxBackoff,
+	defer c.close()
+	changed := make(chan struct{}, 1)
+	c.onChange = func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	log.Info("starting", "version", cli.Version(), "host", where, "card", cardKind(o.card))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.run(gctx, w) })
+	g.Go(func() error {
+		// Re-arm on SIGHUP (there is none on Windows: use --control).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-gctx.Done():
+				sdnotify.Stopping()
+				return nil
+			case <-hup:
+				if err := c.rearm(); err != nil {
+					log.Warn("SIGHUP: nothing to re-arm", "why", err)
+				}
+			}
+		}
 	})
-	if err != nil {
+	if o.control != "" {
+		l, err := control.Listen(o.control)
+		if err != nil {
+			return cli.WithHint(err, "another vscclient-go serves "+o.control+", or its directory is missing")
+		}
+		g.Go(func() error { return control.Serve(gctx, l, singleControl{c}, log) })
+	}
+	g.Go(func() error { return notifySystemd(gctx, func() []settler { return []settler{c} }, changed) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	log.Info("starting", "version", cli.Version(), "host", o.connect, "card", cardKind(o.card))
-	if err := b.Run(ctx); err != nil {
-		return err
-	}
-	log.Info("stopped", "commands", b.Stats().Commands)
+	log.Info("stopped", "commands", c.b.Stats().Commands)
 	return nil
 }
+
+// singleControl is the control socket's handler for one card.
+type singleControl struct{ c *vmCard }
+
+func (h singleControl) Rearm(domain string) error {
+	if domain != "" && domain != h.c.name {
+		return fmt.Errorf("this vscclient-go serves %s, not %s", cmp.Or(h.c.name, "one card"), domain)
+	}
+	return h.c.rearm()
+}
+
+func (h singleControl) Status() any { return []clientStatus{h.c.status()} }
 
 // cardKind names the card source without what may follow its colon (a
 // PKCS#11 URI can be long; it holds no PIN: certsrc refuses pin-value).

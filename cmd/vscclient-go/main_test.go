@@ -71,7 +71,7 @@ func TestUsage(t *testing.T) {
 		code   int
 		stderr []string
 	}{
-		{nil, 2, []string{"vscclient-go: error: where is the VM? give HOST PORT or --connect", "hint: run 'vscclient-go --help'"}},
+		{nil, 2, []string{"vscclient-go: error: where is the VM? give HOST PORT, --connect or --domain", "hint: e.g. vscclient-go --domain win11"}},
 		{[]string{"--connect", "http://x:1"}, 2, []string{`--connect "http://x:1": unknown scheme`, "hint: write tcp://HOST:PORT"}},
 		{[]string{"--connect", "tcp://::1:2001"}, 2, []string{"want HOST:PORT"}},
 		{[]string{"--card", "nfc", "h", "1"}, 2, []string{`--card "nfc": unknown card`}},

@@ -193,6 +193,9 @@ type Status struct {
 	// none) and whether a card is in it.
 	Reader string
 	Card   bool
+	// Synced: the host has been told what the source presents (a card,
+	// an empty reader, or nothing) since the connection began.
+	Synced bool
 	// Attempts counts the failed connection attempts since the last
 	// connection (or target), and Err is the last one's error.
 	Attempts int
@@ -348,7 +351,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.setStatus(func(s *Status) { s.Connected, s.Attempts, s.Err, s.Since = true, 0, nil, time.Now() })
 			start := time.Now()
 			err = b.session(ctx, c, *t)
-			b.setStatus(func(s *Status) { s.Connected, s.Reader, s.Card, s.Since = false, "", false, time.Now() })
+			b.setStatus(func(s *Status) { s.Connected, s.Reader, s.Card, s.Synced, s.Since = false, "", false, false, time.Now() })
 			if ctx.Err() != nil {
 				return b.sourceErr(ctx)
 			}
@@ -467,9 +470,14 @@ func (b *Bridge) session(ctx context.Context, c *vscard.Client, t Target) error 
 	if err := b.control(ctx, func(cctx context.Context) error { return c.RemoveReader(cctx, vscard.MinimalReaderID) }); err != nil {
 		return err
 	}
+	synced := false
 	for {
 		if err := b.sync(ctx, c, &ann); err != nil {
 			return err
+		}
+		if !synced {
+			synced = true
+			b.setStatus(func(s *Status) { s.Synced = true })
 		}
 		select {
 		case <-ctx.Done():

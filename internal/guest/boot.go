@@ -42,7 +42,7 @@ const maxConsole = 4 << 20
 // BootOptions configures Boot.
 type BootOptions struct {
 	// Scenario names what the guest's init runs: wait_card, readers,
-	// apdu, latency, watch, piv, none or shell (see init.sh), or several
+	// apdu, latency, watch, piv, idle, none or shell (see init.sh), or several
 	// of them separated by commas, run in order in one boot until one
 	// fails. Empty means none.
 	Scenario string
@@ -554,9 +554,25 @@ func (vm *VM) Wait(ctx context.Context) (Result, error) {
 }
 
 // result collects the markers read so far.
-func (vm *VM) result() Result {
+func (vm *VM) result() Result { return resultOf(vm.Markers()) }
+
+// ParseConsole reads the markers of a guest's serial console from text (a
+// console log, such as the file a libvirt domain's <serial type='file'>
+// writes) and returns the result they make. Lines that are no markers are
+// skipped.
+func ParseConsole(text string) Result {
+	var ms []Marker
+	for line := range strings.Lines(text) {
+		if m, err := parseMarker(line); err == nil {
+			ms = append(ms, m)
+		}
+	}
+	return resultOf(ms)
+}
+
+func resultOf(markers []Marker) Result {
 	res := Result{RC: -1, Values: map[string]string{}}
-	for _, m := range vm.Markers() {
+	for _, m := range markers {
 		res.Markers = append(res.Markers, m)
 		switch m.Kind {
 		case KindResult:

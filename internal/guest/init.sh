@@ -642,6 +642,14 @@ scenario_shell() {
 # Scenario none: just boot, list nothing.
 scenario_none() { :; }
 
+# Scenario idle: stay up, reader and pcscd running, until the VM is
+# stopped from outside or vscard.timeout ends it (a later scenario never
+# runs). For tests of what happens to one VM while another restarts.
+scenario_idle() {
+	event idle uptime_ms=$(uptime_ms)
+	while :; do sleep 3600; done
+}
+
 # ---- main: check the scenarios, start the watchdog, wait for the reader,
 # start pcscd, run the scenarios, power off ----
 

@@ -5,14 +5,12 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vscardkit/vscardkit/internal/apdu"
+	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/piv"
 	"github.com/vscardkit/vscardkit/internal/softstore"
 )
@@ -35,7 +33,7 @@ func TestSoftCard(t *testing.T) {
 		{piv.SlotAuthentication, softstore.RSA2048, "e2e soft auth"},
 		{piv.SlotSignature, softstore.P256, "e2e soft signing"},
 	} {
-		want[k.slot] = writeKeyPair(t, dir, k.slot, k.alg, k.cn)
+		want[k.slot] = harness.WriteKeyPair(t, dir, k.slot, k.alg, k.cn)
 	}
 	fromDir := r.insert(t, 1, nil, "--card", "soft:"+dir)
 
@@ -79,32 +77,4 @@ func TestSoftCard(t *testing.T) {
 			)
 		})
 	})
-}
-
-// writeKeyPair makes a key pair for slot and writes it as soft:DIR reads
-// it (<slot>.crt, <slot>.key), returning the certificate.
-func writeKeyPair(t *testing.T, dir string, slot piv.Slot, alg softstore.Algorithm, cn string) *x509.Certificate {
-	t.Helper()
-	kp, err := softstore.NewKeyPair(slot, alg, cn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(kp.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := filepath.Join(dir, strings.ToLower(slot.String()))
-	for ext, blk := range map[string]*pem.Block{
-		".crt": {Type: "CERTIFICATE", Bytes: kp.Certificate},
-		".key": {Type: "PRIVATE KEY", Bytes: key},
-	} {
-		if err := os.WriteFile(base+ext, pem.EncodeToMemory(blk), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(kp.Certificate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }
