@@ -351,7 +351,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.setStatus(func(s *Status) { s.Connected, s.Attempts, s.Err, s.Since = true, 0, nil, time.Now() })
 			start := time.Now()
 			err = b.session(ctx, c, *t)
-			b.setStatus(func(s *Status) { s.Connected, s.Reader, s.Card, s.Synced, s.Since = false, "", false, false, time.Now() })
+			b.setStatus(func(s *Status) {
+				s.Connected, s.Reader, s.Card, s.Synced, s.Since = false, "", false, false, time.Now()
+			})
 			if ctx.Err() != nil {
 				return b.sourceErr(ctx)
 			}
