@@ -1,9 +1,11 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -16,6 +18,13 @@ import (
 // starts for <smartcard mode='passthrough' type='tcp'>: a paused pc machine
 // with usb-ccid and ccid-card-passthru on a TCP chardev at 127.0.0.1 and a
 // free port, server=on, wait=off, without nodelay.
+//
+// With no Port, the harness listens itself (on a port the kernel picks) and
+// hands QEMU the listening socket (-chardev socket,fd=3,...): there is no
+// window between choosing a free port and QEMU binding it, and the chardev
+// listens before QEMU has even started (connections wait in the backlog
+// until QEMU accepts them). With a Port, as a test that restarts QEMU on
+// the same port needs, QEMU binds it and StartQEMU waits until it listens.
 type QEMUOptions struct {
 	// Host is the address the chardev listens on; "" means 127.0.0.1.
 	Host string
@@ -44,11 +53,13 @@ const QEMUBinary = "qemu-system-x86_64"
 // QEMUArgs returns the command line (without the program) for a paused VM
 // with usb-ccid and ccid-card-passthru on the chardev that opts describe.
 func QEMUArgs(opts QEMUOptions, port int) []string {
-	host := opts.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	chardev := fmt.Sprintf("socket,id=charsmartcard0,host=%s,port=%d,server=on,wait=off", host, port)
+	return qemuArgs(opts, fmt.Sprintf("host=%s,port=%d", cmp.Or(opts.Host, "127.0.0.1"), port))
+}
+
+// qemuArgs is QEMUArgs with the chardev's address options (host=,port= or
+// fd=).
+func qemuArgs(opts QEMUOptions, addr string) []string {
+	chardev := "socket,id=charsmartcard0," + addr + ",server=on,wait=off"
 	if opts.NoDelay {
 		chardev += ",nodelay=on"
 	}
@@ -67,18 +78,28 @@ func QEMUArgs(opts QEMUOptions, port int) []string {
 func StartQEMU(t testing.TB, opts QEMUOptions) *QEMU {
 	t.Helper()
 	bin := LookPath(t, "QEMU (qemu-system-x86)", QEMUBinary)
-	port := opts.Port
-	if port == 0 {
-		port = FreePort(t)
+	host := cmp.Or(opts.Host, "127.0.0.1")
+	if opts.Port != 0 {
+		p := Start(t, "qemu", exec.Command(bin, QEMUArgs(opts, opts.Port)...))
+		addr := net.JoinHostPort(host, strconv.Itoa(opts.Port))
+		WaitListening(t, p, addr, 10*time.Second)
+		return &QEMU{Process: p, Addr: addr, Port: opts.Port}
 	}
-	p := Start(t, "qemu", exec.Command(bin, QEMUArgs(opts, port)...))
-	host := opts.Host
-	if host == "" {
-		host = "127.0.0.1"
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("harness: a listening socket for QEMU's chardev: %v", err)
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	WaitListening(t, p, addr, 10*time.Second)
-	return &QEMU{Process: p, Addr: addr, Port: port}
+	f, err := l.(*net.TCPListener).File()
+	l.Close() // f is a copy of the socket; QEMU gets it as fd 3
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	cmd := exec.Command(bin, qemuArgs(opts, "fd=3")...)
+	cmd.ExtraFiles = []*os.File{f}
+	p := Start(t, "qemu", cmd)
+	addr := l.Addr().(*net.TCPAddr)
+	f.Close() // QEMU alone holds the socket: it stops listening when QEMU ends
+	return &QEMU{Process: p, Addr: addr.String(), Port: addr.Port}
 }
 
 // WaitListening waits up to timeout for p to listen on addr, without
