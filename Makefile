@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 TESTENV   := VSCARDKIT_REQUIRE_PEERS=1
 TESTFLAGS ?=
 
-.PHONY: help deps build demo demo-vm test bench fuzz vet clean
+.PHONY: help deps build demo demo-vm test bench soak fuzz vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -36,6 +36,9 @@ test: deps vet ## run every test, integration tests against the real peers inclu
 
 bench: deps ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
 	$(TESTENV) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m ./...
+
+soak: deps ## 1,000,000 APDUs and 1,000 host reconnects through vscclient-go --card soft: RSS and goroutines flat
+	$(TESTENV) VSCARDKIT_SOAK=$${SOAK_APDUS:-1000000} $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./cmd/vscclient-go
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 5m)
 	@scripts/fuzz.sh $(FUZZTIME)

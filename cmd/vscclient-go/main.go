@@ -282,7 +282,7 @@ func (h singleControl) Rearm(domain string) error {
 	return h.c.rearm()
 }
 
-func (h singleControl) Status() any { return []clientStatus{h.c.status()} }
+func (h singleControl) Status() any { return statusReport([]clientStatus{h.c.status()}) }
 
 // cardKind names the card source without what may follow its colon (a
 // PKCS#11 URI can be long; it holds no PIN: certsrc refuses pin-value).

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -440,7 +441,29 @@ func (s *server) Status() any {
 	for _, st := range s.clients() {
 		out = append(out, st.(*runner).status())
 	}
-	return out
+	return statusReport(out)
+}
+
+// report is the control socket's status: the process, and each card.
+type report struct {
+	Process processStatus  `json:"process"`
+	Cards   []clientStatus `json:"cards"`
+}
+
+type processStatus struct {
+	PID        int    `json:"pid"`
+	Version    string `json:"version"`
+	Goroutines int    `json:"goroutines"`
+	HeapBytes  uint64 `json:"heap_bytes"`
+}
+
+func statusReport(cards []clientStatus) report {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return report{
+		Process: processStatus{PID: os.Getpid(), Version: cli.Version(), Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc},
+		Cards:   cards,
+	}
 }
 
 func (r *runner) stop() {
@@ -566,7 +589,7 @@ token after too many wrong ones; re-arm it once the user knows the PIN.
 
 Examples:
   sudo vscclient-go rearm win11
-  vscclient-go status --json | jq '.[] | select(.card_announced | not)'
+  vscclient-go status --json | jq '.cards[] | select(.card_announced | not)'
   vscclient-go rearm --control ~/vsc.sock     # a client started with --control ~/vsc.sock
 
 Flags:
@@ -617,11 +640,11 @@ func controlCommand(ctx context.Context, op string, args []string, stdout, stder
 		fmt.Fprintf(stdout, "%s\n", b)
 		return nil
 	}
-	var sts []clientStatus
-	if err := json.Unmarshal(resp.Status, &sts); err != nil {
+	var rep report
+	if err := json.Unmarshal(resp.Status, &rep); err != nil {
 		return fmt.Errorf("malformed status: %w", err)
 	}
-	for _, st := range sts {
+	for _, st := range rep.Cards {
 		fmt.Fprintln(stdout, st.line())
 	}
 	return nil

@@ -177,12 +177,12 @@ func statuses(t *testing.T, bin, ctl string) map[string]status {
 	if err != nil {
 		t.Fatalf("vscclient-go status: %v", err)
 	}
-	var sts []status
-	if err := json.Unmarshal(out, &sts); err != nil {
+	var rep struct{ Cards []status }
+	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("status %s: %v", out, err)
 	}
 	m := map[string]status{}
-	for _, s := range sts {
+	for _, s := range rep.Cards {
 		m[s.Domain] = s
 	}
 	return m
