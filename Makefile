@@ -8,8 +8,11 @@ BENCHCOUNT ?= 6
 # skip into a failure.
 TESTENV   := VSCARDKIT_REQUIRE_PEERS=1
 TESTFLAGS ?=
+# staticcheck at a pinned version, fetched by the go command (nothing is
+# added to go.mod).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help deps build demo demo-vm test bench soak fuzz vet clean
+.PHONY: help deps build demo demo-vm test bench soak fuzz vet lint tidy-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -31,8 +34,14 @@ vet: ## go vet, and gofmt must have nothing to say
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-test: deps vet ## run every test, integration tests against the real peers included
-	$(TESTENV) $(GO) test -count=1 -timeout 14m $(TESTFLAGS) ./...
+lint: ## staticcheck (pinned)
+	$(GO) run $(STATICCHECK) ./...
+
+tidy-check: ## go.mod and go.sum are as go mod tidy leaves them
+	$(GO) mod tidy -diff
+
+test: deps vet lint tidy-check ## every test with the race detector, integration tests against the real peers included
+	$(TESTENV) $(GO) test -race -count=1 -timeout 14m $(TESTFLAGS) ./...
 
 bench: deps ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
 	$(TESTENV) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m ./...
