@@ -130,7 +130,7 @@ func ParseURI(s string) (*URI, error) {
 // stripSpace removes ASCII whitespace, which RFC 7512 URIs may be wrapped
 // with and which p11-kit ignores.
 func stripSpace(s string) string {
-	if strings.IndexAny(s, " \t\n\r\v\f") < 0 {
+	if !strings.ContainsAny(s, " \t\n\r\v\f") {
 		return s
 	}
 	var b strings.Builder
