@@ -11,7 +11,6 @@ import (
 
 	"github.com/miekg/pkcs11"
 	"github.com/vscardkit/vscardkit/internal/harness"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 // benchToken makes a softhsm2 token with an RSA 2048 key (id 01), a P-256
@@ -115,28 +114,36 @@ func BenchmarkStore(b *testing.B) {
 	if err := s.Login([]byte(h.PIN)); err != nil {
 		b.Fatal(err)
 	}
-	key := func(slot Slot) piv.PrivateKey {
+	key := func(slot Slot) crypto.Signer {
 		k, err := s.PrivateKey(slot)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return k
 	}
-	rk := key(SlotAuthentication).(piv.RSAKey)
-	p256 := key(SlotSignature).(piv.ECKey)
-	p384 := key(SlotCardAuthentication).(piv.ECKey)
+	rk := key(SlotAuthentication).(*RSAKey)
+	p256 := key(SlotSignature).(*ECKey)
+	p384 := key(SlotCardAuthentication).(*ECKey)
 	block := make([]byte, 256)
 	block[1] = 1
-	b.Run("RSA2048_RSARaw", func(b *testing.B) {
+	b.Run("RSA2048_Raw", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := rk.RSARaw(block); err != nil {
+			if _, err := rk.Raw(block); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RSA2048_SignPKCS1v15", func(b *testing.B) {
+		digest := make([]byte, 32)
+		for b.Loop() {
+			if _, err := rk.Sign(nil, digest, crypto.SHA256); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	for _, bc := range []struct {
 		name string
-		k    piv.ECKey
+		k    *ECKey
 		n    int
 	}{{"P256_Sign", p256, 32}, {"P384_Sign", p384, 48}} {
 		b.Run(bc.name, func(b *testing.B) {

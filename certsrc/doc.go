@@ -1,7 +1,10 @@
 // Package certsrc presents the X.509 certificates and private keys of a
-// PKCS#11 token (a smart card, an HSM, softhsm2) as the contents of an
-// emulated PIV card: a Store implements the applet's piv.Store, and its keys
-// never leave the token.
+// PKCS#11 token (a smart card, an HSM, softhsm2) by PIV key slot: a Store
+// holds a certificate for each of the slots 9A, 9C, 9D and 9E it fills,
+// and that certificate's private key as a crypto.Signer (an *RSAKey, also
+// a crypto.Decrypter, or an *ECKey) whose operations run in the token, so
+// the keys never leave it. vscclient-go's emulated PIV card keeps its keys
+// in a Store.
 //
 // # Naming the token
 //
@@ -22,8 +25,8 @@
 //
 // A URI with pin-value is refused (ErrPINValue): a PIN given on a command
 // line can be read from the process list and shell history. The PIN
-// reaches the token only through Login, from the guest's VERIFY.
-// pin-source is parsed and kept but not read by this package.
+// reaches the token only through Login (in vscclient-go, from the guest's
+// VERIFY). pin-source is parsed and kept but not read by this package.
 //
 // # Certificates, keys and slots
 //
@@ -59,16 +62,30 @@
 //
 // # Private-key operations
 //
-// RSA keys compute the raw private-key function with CKM_RSA_X_509, since
-// PIV clients send the whole padded block: C_Decrypt for the Key Management
-// slot (and for keys without CKA_SIGN), C_Sign otherwise. On a token that
-// does not list CKM_RSA_X_509 (or refuses it for the key), an
-// EMSA-PKCS1-v1_5 signature block is signed with CKM_RSA_PKCS over its
-// DigestInfo, which gives the same result; other blocks (PSS, key
-// management) then fail with ErrUnsupportedKey. EC keys sign with
-// CKM_ECDSA (the token's r||s is returned as an ASN.1 signature) and agree
-// with CKM_ECDH1_DERIVE (CKD_NULL, the peer's uncompressed point), deriving
-// a session CKK_GENERIC_SECRET with CKA_TOKEN false, CKA_SENSITIVE false,
+// Store.PrivateKey returns the key of a slot; its operations need Login
+// first (unless the token's key object is not private).
+//
+// An *RSAKey signs as crypto.Signer asks: PKCS #1 v1.5 with the token's
+// CKM_RSA_PKCS over the DigestInfo of any hash crypto/rsa knows (or, with
+// hash 0, over the caller's bytes as they are), and PSS, for
+// *rsa.PSSOptions, with the token's CKM_RSA_PKCS_PSS. Where the token does
+// not offer the mechanism (it does not list it, refuses it, or, for PSS,
+// has no name for the hash or refuses the parameters), the block is padded
+// here (EMSA-PKCS1-v1_5, EMSA-PSS) and raised to d with CKM_RSA_X_509. It
+// decrypts as crypto.Decrypter asks: PKCS #1 v1.5 (CKM_RSA_PKCS) and OAEP
+// (CKM_RSA_PKCS_OAEP) where the token does it, the padding always checked
+// in the token. RSAKey.Raw is the bare private-key function with
+// CKM_RSA_X_509, for a caller that pads, as PIV clients do: C_Decrypt for
+// the Key Management slot (and for keys without CKA_SIGN), C_Sign
+// otherwise. On a token that does not list CKM_RSA_X_509 (or refuses it
+// for the key), Raw signs an EMSA-PKCS1-v1_5 signature block with
+// CKM_RSA_PKCS over its DigestInfo, which gives the same result; other
+// blocks (PSS, key management) then fail with ErrUnsupportedKey.
+//
+// An *ECKey signs with CKM_ECDSA, the token's r||s returned as the ASN.1
+// signature crypto.Signer has, and ECKey.ECDH agrees with
+// CKM_ECDH1_DERIVE (CKD_NULL, the peer's uncompressed point), deriving a
+// session CKK_GENERIC_SECRET with CKA_TOKEN false, CKA_SENSITIVE false,
 // CKA_EXTRACTABLE true and CKA_VALUE_LEN the field size, whose CKA_VALUE is
 // the x coordinate; the object is destroyed at once. Keys with
 // CKA_ALWAYS_AUTHENTICATE are refused (they would need the PIN at every
@@ -77,7 +94,8 @@
 // # PIN and tries left
 //
 // Login calls C_Login(CKU_USER). The PIN goes to the module without a Go
-// copy, is not stored, and appears in no log or error. If the application
+// copy, is not stored, and appears in no log or error. ChangePIN calls
+// C_SetPIN in a read-write session. If the application
 // is already logged in (CKR_USER_ALREADY_LOGGED_IN, for example through
 // another Store on the same token), Login logs out and verifies the PIN
 // again, so a wrong PIN is never accepted; a wrong PIN always leaves the
@@ -88,7 +106,7 @@
 // (DefaultPINRetries, 3, unless set). The Store counts the wrong PINs since
 // the last successful login and reports
 //
-//   - 0 and blocked (piv.ErrPINBlocked) when CKF_USER_PIN_LOCKED is set or
+//   - 0 and blocked (ErrPINBlocked) when CKF_USER_PIN_LOCKED is set or
 //     C_Login answers CKR_PIN_LOCKED;
 //   - 1 when CKF_USER_PIN_FINAL_TRY is set;
 //   - otherwise nominal minus the failures counted (at least one failure
@@ -99,8 +117,9 @@
 //
 // A successful login resets the count. With a negative Config.PINRetries
 // the count is reported as unknown (-1) unless the flags say 1 or 0. A wrong
-// PIN is an error wrapping *piv.PINError; CKR_PIN_LEN_RANGE and
-// CKR_PIN_INVALID are reported the same way without counting a try.
+// PIN is an error wrapping a *PINError (match it with errors.As);
+// CKR_PIN_LEN_RANGE and CKR_PIN_INVALID are reported the same way without
+// counting a try.
 //
 // # Sessions and removal
 //
@@ -116,8 +135,10 @@
 // token that went away succeeds. Certificates are read at Open and stay
 // available.
 //
-// Errors start with "certsrc:", wrap the sentinels above and, for a failed
-// PKCS#11 call, the pkcs11.Error carrying its CKR_ code.
+// Errors start with "certsrc:", wrap the sentinels of this package (and
+// rsa.ErrDecryption, errors.ErrUnsupported, context errors where they
+// say so) and, for a failed PKCS#11 call, the pkcs11.Error of
+// github.com/miekg/pkcs11 carrying its CKR_ code.
 //
 // # Modules and concurrency
 //
@@ -136,7 +157,8 @@
 //     https://p11-glue.github.io/p11-glue/p11-kit/manual/
 //   - OASIS PKCS #11 Cryptographic Token Interface Base Specification
 //     v2.40 (C_Login, CK_TOKEN_INFO flags) and Current Mechanisms
-//     Specification v2.40 (CKM_RSA_X_509, CKM_ECDSA, CKM_ECDH1_DERIVE).
+//     Specification v2.40 (CKM_RSA_X_509, CKM_RSA_PKCS, CKM_RSA_PKCS_PSS,
+//     CKM_RSA_PKCS_OAEP, CKM_ECDSA, CKM_ECDH1_DERIVE).
 //   - NIST SP 800-73-4, Interfaces for Personal Identity Verification,
 //     part 1 (key references 9A, 9C, 9D, 9E) and SP 800-78-4 (algorithms).
 //   - RFC 5280 section 4.2.1.3 and 4.2.1.12 (key usage, extended key

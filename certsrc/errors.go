@@ -3,16 +3,11 @@ package certsrc
 import (
 	"errors"
 	"fmt"
-
-	"github.com/miekg/pkcs11"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 // Sentinel errors. Errors from the token also wrap the pkcs11.Error that
-// carries the CKR_ code (match it with errors.As); wrong-PIN and blocked-PIN
-// errors wrap *piv.PINError and piv.ErrPINBlocked, an empty slot
-// piv.ErrNotFound, and ErrNotLoggedIn and ErrPINFormat match the piv
-// sentinels of the same name.
+// carries the CKR_ code (match it with errors.As); a wrong PIN is a
+// *PINError.
 var (
 	// ErrNoModule: the URI names no module, or the module cannot be found
 	// or loaded.
@@ -31,11 +26,21 @@ var (
 	// this error.
 	ErrTokenRemoved = errors.New("certsrc: token not present")
 
+	// ErrNotFound: the slot is empty, or its certificate's private key is
+	// not on the token (after Login), or a selector matches no certificate.
+	ErrNotFound = errors.New("certsrc: not found")
+
 	// ErrNotLoggedIn: the operation needs the user to be logged in
 	// (CKR_USER_NOT_LOGGED_IN, or the private key is invisible before
-	// login). It also matches piv.ErrNotLoggedIn, so the applet answers
-	// 6982.
-	ErrNotLoggedIn error = &sentinel{"certsrc: not logged in", piv.ErrNotLoggedIn}
+	// login).
+	ErrNotLoggedIn = errors.New("certsrc: not logged in")
+
+	// ErrPINBlocked: the token's PIN is locked (CKF_USER_PIN_LOCKED or
+	// CKR_PIN_LOCKED); no PIN is tried.
+	ErrPINBlocked = errors.New("certsrc: PIN blocked")
+
+	// ErrPINFormat: the token refused a new PIN's length or characters.
+	ErrPINFormat = errors.New("certsrc: PIN format not accepted")
 
 	// ErrMapping: a slot mapping is malformed, or names objects the token
 	// does not have (or has more than one of).
@@ -46,67 +51,45 @@ var (
 	ErrKeyMismatch = errors.New("certsrc: private key does not match the certificate")
 
 	// ErrUnsupportedKey: the key cannot be used by a PIV card (type or
-	// size), or needs what certsrc does not do (CKA_ALWAYS_AUTHENTICATE).
+	// size), needs what certsrc does not do (CKA_ALWAYS_AUTHENTICATE), or
+	// the token does not offer the operation asked of it (a mechanism it
+	// does not list or refuses for the key, a usage the key does not
+	// permit).
 	ErrUnsupportedKey = errors.New("certsrc: unsupported key")
 
-	// ErrPINFormat: the token refused a new PIN's length or characters.
-	// It also matches piv.ErrPINFormat.
-	ErrPINFormat error = &sentinel{"certsrc: PIN format not accepted", piv.ErrPINFormat}
-
-	// ErrBadInput: an operation's input has the wrong size or value.
+	// ErrBadInput: an operation's input has the wrong size or value, or
+	// its options are not ones the operation takes.
 	ErrBadInput = errors.New("certsrc: bad input")
 
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("certsrc: store closed")
 )
 
-// sentinel is a certsrc sentinel that also matches the piv sentinel for the
-// same condition, without repeating its text.
-type sentinel struct {
-	msg string
-	piv error
+// PINError is a wrong PIN: the token refused it and Retries tries are left
+// (-1 when unknown; see the package documentation for how the count is
+// modelled). Match it with errors.As.
+type PINError struct {
+	Retries int
 }
 
-func (e *sentinel) Error() string { return e.msg }
-func (e *sentinel) Unwrap() error { return e.piv }
-
-// ckr returns the CKR_ code err carries, if any.
-func ckr(err error) (uint, bool) {
-	var e pkcs11.Error
-	if errors.As(err, &e) {
-		return uint(e), true
+func (e *PINError) Error() string {
+	if e.Retries < 0 {
+		return "certsrc: wrong PIN"
 	}
-	return 0, false
+	return fmt.Sprintf("certsrc: wrong PIN, %d tries left", e.Retries)
 }
 
-// removedCode reports whether code says that the session or the token is
-// gone, so that the session must be re-opened.
-func removedCode(code uint) bool {
-	switch code {
-	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
-		pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT,
-		pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_SLOT_ID_INVALID,
-		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
-		return true
-	}
-	return false
+// noMechError is returned by a backend operation when the token does not
+// offer the mechanism (it is not in the token's list, or C_*Init answers
+// CKR_MECHANISM_INVALID), so that the caller may try another way. It
+// matches ErrUnsupportedKey.
+type noMechError struct {
+	mech string // "CKM_RSA_PKCS_PSS"
+	slot Slot
 }
 
-// suspectCode reports whether code may mean that the token went away
-// without saying so: softhsm2 answers CKR_GENERAL_ERROR and
-// CKR_OBJECT_HANDLE_INVALID once its token directory is gone, while the
-// session stays valid. The Store then checks whether the token is still
-// there.
-func suspectCode(code uint) bool {
-	switch code {
-	case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_FUNCTION_FAILED,
-		pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID:
-		return true
-	}
-	return false
+func (e *noMechError) Error() string {
+	return fmt.Sprintf("%v: slot %s: the token does not offer %s", ErrUnsupportedKey, e.slot, e.mech)
 }
 
-// opError wraps a PKCS#11 failure of op.
-func opError(op string, err error) error {
-	return fmt.Errorf("certsrc: %s: %w", op, err)
-}
+func (e *noMechError) Unwrap() error { return ErrUnsupportedKey }

@@ -3,13 +3,13 @@ package certsrc_test
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log"
 
 	"github.com/vscardkit/vscardkit/certsrc"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 func ExampleParseURI() {
@@ -44,8 +44,8 @@ func ExampleParseSlotMapping() {
 	// slot 9E: none
 }
 
-// Open a token, see what it presents, log in with the PIN the guest sent
-// and sign in the token.
+// Open a token, see what it presents, log in with a PIN and sign in the
+// token with the key of the Digital Signature slot, a crypto.Signer.
 func ExampleOpen() {
 	u, err := certsrc.ParseURI("pkcs11:token=alice?module-path=/usr/lib/softhsm/libsofthsm2.so")
 	if err != nil {
@@ -60,9 +60,8 @@ func ExampleOpen() {
 		fmt.Printf("%s: id %x %q, %s (%s)\n", in.Slot, in.ID, in.Label, in.Certificate.Subject, in.Reason)
 	}
 
-	pinFromVerify := []byte("123456")
-	if err := s.Login(pinFromVerify); err != nil {
-		var wrong *piv.PINError
+	if err := s.Login([]byte("123456")); err != nil {
+		var wrong *certsrc.PINError
 		if errors.As(err, &wrong) {
 			fmt.Println("wrong PIN,", wrong.Retries, "tries left")
 		}
@@ -70,14 +69,12 @@ func ExampleOpen() {
 	}
 	key, err := s.PrivateKey(certsrc.SlotSignature)
 	if err != nil {
+		log.Fatal(err) // errors.Is(err, certsrc.ErrNotFound): the slot is empty
+	}
+	digest := sha256.Sum256([]byte("document"))
+	sig, err := key.Sign(rand.Reader, digest[:], crypto.SHA256) // ECDSA: ASN.1 DER; RSA: PKCS #1 v1.5
+	if err != nil {
 		log.Fatal(err)
 	}
-	if ec, ok := key.(piv.ECKey); ok {
-		digest := sha256.Sum256([]byte("document"))
-		sig, err := ec.Sign(nil, digest[:], crypto.SHA256)
-		if err != nil {
-			log.Fatal(err)
-		}
-		fmt.Printf("signature: %x\n", sig)
-	}
+	fmt.Printf("signature: %x\n", sig)
 }

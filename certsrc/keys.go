@@ -1,241 +1,336 @@
 package certsrc
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
-
-	"github.com/miekg/pkcs11"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
-// newKey returns the piv key for a slot's certificate (its public key was
-// checked by mapSlots).
-func newKey(s *Store, e *slotEntry) piv.PrivateKey {
-	switch pub := e.obj.cert.PublicKey.(type) {
-	case *rsa.PublicKey:
-		return &rsaKey{s: s, e: e, pub: pub}
-	case *ecdsa.PublicKey:
-		return &ecKey{s: s, e: e, pub: pub}
-	}
-	panic("certsrc: unchecked key type") // mapSlots admits only the two
+// rsaMech is a token mechanism for an RSA operation, as the backends take
+// it.
+type rsaMech struct {
+	kind  mechKind
+	hash  crypto.Hash // PSS and OAEP: the message hash
+	mgf   crypto.Hash // OAEP: the MGF1 hash (PSS uses hash)
+	salt  int         // PSS: the salt length
+	label []byte      // OAEP: the label
 }
 
-// curveOIDs are the namedCurve OIDs of CKA_EC_PARAMS.
-var curveOIDs = map[elliptic.Curve]asn1.ObjectIdentifier{
-	elliptic.P256(): {1, 2, 840, 10045, 3, 1, 7},
-	elliptic.P384(): {1, 3, 132, 0, 34},
-}
+type mechKind int
 
-// curveNames are the PrintableString forms PKCS#11 3.0 also allows.
-var curveNames = map[elliptic.Curve][]string{
-	elliptic.P256(): {"prime256v1", "secp256r1", "P-256"},
-	elliptic.P384(): {"secp384r1", "P-384"},
-}
+const (
+	mechPKCS1 mechKind = iota // CKM_RSA_PKCS
+	mechPSS                   // CKM_RSA_PKCS_PSS
+	mechOAEP                  // CKM_RSA_PKCS_OAEP
+)
 
-func sameCurve(params []byte, c elliptic.Curve) bool {
-	var oid asn1.ObjectIdentifier
-	if rest, err := asn1.Unmarshal(params, &oid); err == nil && len(rest) == 0 {
-		return oid.Equal(curveOIDs[c])
-	}
-	var name string
-	if rest, err := asn1.UnmarshalWithParams(params, &name, "printable"); err == nil && len(rest) == 0 {
-		for _, n := range curveNames[c] {
-			if n == name {
-				return true
-			}
-		}
-	}
-	return false
-}
+// rawMode says how a raw RSA operation (CKM_RSA_X_509) is called.
+type rawMode int
 
-// readBool reads one CK_BBOOL attribute; def when the token will not say.
-// Called with mu held.
-func (s *Store) readBool(h pkcs11.ObjectHandle, typ uint, def bool) bool {
-	a, err := s.ctx.GetAttributeValue(s.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)})
-	if err != nil || len(a) != 1 || len(a[0].Value) != 1 {
-		return def
-	}
-	return a[0].Value[0] != 0
-}
+const (
+	// rawAuto is the PIV card's operation: C_Decrypt for the Key
+	// Management slot and for keys that may decrypt but not sign, C_Sign
+	// otherwise, and for a token without CKM_RSA_X_509 a PKCS#1 v1.5
+	// signature block through CKM_RSA_PKCS.
+	rawAuto rawMode = iota
+	// rawSign is C_Sign, for a block Sign padded.
+	rawSign
+)
 
-// keyHandle finds the private key of e's certificate: the private key
-// object with the certificate's CKA_ID whose public half matches it (RSA:
-// the modulus; EC: the curve). Handles are cached for one login
-// generation. Called with mu held.
-func (s *Store) keyHandle(e *slotEntry) (pkcs11.ObjectHandle, error) {
-	if e.gen == s.gen && e.handle != 0 {
-		return e.handle, nil
-	}
-	var kt uint = pkcs11.CKK_RSA
-	var want pkcs11.Attribute
-	switch e.key.(type) {
-	case *ecKey:
-		kt = pkcs11.CKK_EC
-		want.Type = pkcs11.CKA_EC_PARAMS
-	default:
-		want.Type = pkcs11.CKA_MODULUS
-	}
-	hs, err := s.findObjects([]*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, kt),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, e.obj.id),
-	}, 16)
-	if err != nil {
-		return 0, s.fail("C_FindObjects", err)
-	}
-	if len(hs) == 0 {
-		if !s.loggedIn {
-			return 0, fmt.Errorf("%w: slot %s: no private key with CKA_ID %x is visible before login", ErrNotLoggedIn, e.slot, e.obj.id)
-		}
-		return 0, fmt.Errorf("certsrc: slot %s: no private key with CKA_ID %x: %w", e.slot, e.obj.id, piv.ErrNotFound)
-	}
-	for _, h := range hs {
-		a, err := s.ctx.GetAttributeValue(s.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(want.Type, nil)})
-		if err != nil {
-			if code, _ := ckr(err); removedCode(code) || suspectCode(code) {
-				return 0, s.fail("C_GetAttributeValue", err)
-			}
-			continue
-		}
-		v := a[0].Value
-		match := false
-		switch k := e.key.(type) {
-		case *rsaKey:
-			match = new(big.Int).SetBytes(v).Cmp(k.pub.N) == 0
-		case *ecKey:
-			match = sameCurve(v, k.pub.Curve)
-		}
-		if !match {
-			continue
-		}
-		if s.readBool(h, pkcs11.CKA_ALWAYS_AUTHENTICATE, false) {
-			return 0, fmt.Errorf("%w: slot %s: the key with CKA_ID %x has CKA_ALWAYS_AUTHENTICATE, which needs the PIN at every use", ErrUnsupportedKey, e.slot, e.obj.id)
-		}
-		e.handle, e.gen = h, s.gen
-		e.sign = s.readBool(h, pkcs11.CKA_SIGN, true)
-		e.decrypt = s.readBool(h, pkcs11.CKA_DECRYPT, true)
-		e.derive = s.readBool(h, pkcs11.CKA_DERIVE, true)
-		return h, nil
-	}
-	return 0, fmt.Errorf("%w: slot %s: no private key with CKA_ID %x matches %s", ErrKeyMismatch, e.slot, e.obj.id, e.obj)
-}
-
-// do runs op on e's private key in the token. A stale key handle (the
-// token still there) is looked up again once. Called without mu.
-func (s *Store) do(e *slotEntry, op string, fn func(h pkcs11.ObjectHandle) ([]byte, error)) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for attempt := 0; ; attempt++ {
-		if err := s.ensureSession(); err != nil {
-			return nil, err
-		}
-		h, err := s.keyHandle(e)
-		if err != nil {
-			return nil, err
-		}
-		out, err := fn(h)
-		if err == nil {
-			return out, nil
-		}
-		code, _ := ckr(err)
-		err = s.fail(op, err)
-		if attempt == 0 && s.hasSession && (code == pkcs11.CKR_OBJECT_HANDLE_INVALID || code == pkcs11.CKR_KEY_HANDLE_INVALID) {
-			e.gen = 0
-			continue
-		}
-		return nil, err
-	}
-}
-
-// call names the PKCS#11 function that returned err.
-func call(name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", name, err)
-}
-
-// rsaKey is an RSA private key in the token.
-type rsaKey struct {
+// RSAKey is the RSA private key of the certificate in one slot, held in the
+// token. It is a crypto.Signer and a crypto.Decrypter; Raw is the bare
+// private-key operation, for a caller (such as a PIV card) that pads
+// itself. Its operations need Login first, unless the token's key object is
+// not private.
+type RSAKey struct {
 	s   *Store
 	e   *slotEntry
 	pub *rsa.PublicKey
 }
 
-// Public returns the certificate's public key.
-func (k *rsaKey) Public() crypto.PublicKey { return k.pub }
+// Public returns the certificate's public key, an *rsa.PublicKey.
+func (k *RSAKey) Public() crypto.PublicKey { return k.pub }
 
-// RSARaw computes block^d mod n in the token with CKM_RSA_X_509: C_Decrypt
-// for the Key Management slot and for keys that may decrypt but not sign,
-// C_Sign otherwise. block must be as long as the modulus and less than it.
-func (k *rsaKey) RSARaw(block []byte) ([]byte, error) {
-	size := (k.pub.N.BitLen() + 7) / 8
+// Sign signs digest in the token, as crypto.Signer asks:
+//
+//   - with *rsa.PSSOptions, RSASSA-PSS with opts.Hash (required) for the
+//     message hash and MGF1, and the salt length opts.SaltLength says
+//     (rsa.PSSSaltLengthAuto is the largest the key allows, as in
+//     crypto/rsa). The token's CKM_RSA_PKCS_PSS does it when the token
+//     lists it, the hash is SHA-1 or SHA-2 and the token takes the
+//     parameters; otherwise the block is encoded here (EMSA-PSS, the salt
+//     read from rand, crypto/rand.Reader when nil) and signed with
+//     CKM_RSA_X_509.
+//   - otherwise RSASSA-PKCS1-v1_5 with opts.HashFunc(): digest is
+//     prefixed with that hash's DigestInfo (MD5, SHA-1, SHA-2, SHA-3 and
+//     RIPEMD-160 as in crypto/rsa; none for crypto.MD5SHA1) or, for hash 0,
+//     signed as it is. The token's CKM_RSA_PKCS pads it; a token without
+//     CKM_RSA_PKCS gets the padded block through CKM_RSA_X_509.
+//
+// digest must be as long as the hash's output. The signature is as long as
+// the modulus. Errors wrap ErrBadInput for inputs or options crypto/rsa
+// would refuse, ErrUnsupportedKey when the token offers no way to make the
+// signature (or the key may not sign), ErrNotLoggedIn, ErrTokenRemoved,
+// ErrClosed, and the pkcs11.Error of a failed call.
+func (k *RSAKey) Sign(random io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil {
+		return nil, fmt.Errorf("%w: RSA Sign needs options: a crypto.Hash (0 for a digest signed as it is) or *rsa.PSSOptions", ErrBadInput)
+	}
+	if o, ok := opts.(*rsa.PSSOptions); ok {
+		return k.signPSS(random, digest, o)
+	}
+	return k.signPKCS1v15(digest, opts.HashFunc())
+}
+
+func (k *RSAKey) signPKCS1v15(digest []byte, h crypto.Hash) ([]byte, error) {
+	t, err := digestInfo(h, digest)
+	if err != nil {
+		return nil, err
+	}
+	size := k.pub.Size()
+	if len(t) == 0 || len(t) > size-11 {
+		return nil, fmt.Errorf("%w: %d bytes to sign with PKCS#1 v1.5 and a %d-bit key (at most %d)", ErrBadInput, len(t), k.pub.N.BitLen(), size-11)
+	}
+	out, err := k.s.rsaSign(k.e, rsaMech{kind: mechPKCS1}, t)
+	var nm *noMechError
+	if errors.As(err, &nm) {
+		out, err = k.s.rsaRaw(k.e, pkcs1v15SignBlock(t, size), rawSign)
+		err = neither(err, nm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k.fit(out)
+}
+
+func (k *RSAKey) signPSS(random io.Reader, digest []byte, o *rsa.PSSOptions) ([]byte, error) {
+	h := o.Hash
+	hLen, ok := hashSize(h)
+	if !ok || h == crypto.MD5SHA1 {
+		return nil, fmt.Errorf("%w: PSS needs rsa.PSSOptions.Hash, a hash crypto/rsa knows (have %v)", ErrBadInput, h)
+	}
+	if len(digest) != hLen {
+		return nil, fmt.Errorf("%w: a %d-byte digest for %v, which has %d", ErrBadInput, len(digest), h, hLen)
+	}
+	emBits := k.pub.N.BitLen() - 1
+	emLen := (emBits + 7) / 8
+	maxSalt := emLen - hLen - 2
+	salt := o.SaltLength
+	switch {
+	case salt == rsa.PSSSaltLengthAuto:
+		salt = maxSalt
+	case salt == rsa.PSSSaltLengthEqualsHash:
+		salt = hLen
+	case salt < 0:
+		return nil, fmt.Errorf("%w: PSS salt length %d", ErrBadInput, salt)
+	}
+	if maxSalt < 0 || salt > maxSalt {
+		return nil, fmt.Errorf("%w: a %d-bit key is too short for PSS with %v and a %d-byte salt", ErrBadInput, k.pub.N.BitLen(), h, salt)
+	}
+	out, err := k.s.rsaSign(k.e, rsaMech{kind: mechPSS, hash: h, salt: salt}, digest)
+	var nm *noMechError
+	if errors.As(err, &nm) {
+		if !h.Available() {
+			return nil, fmt.Errorf("%w (and %v is not linked into this program to encode the block here)", err, h)
+		}
+		if random == nil {
+			random = rand.Reader
+		}
+		var em []byte
+		if em, err = emsaPSSEncode(random, h, digest, emBits, salt); err != nil {
+			return nil, err
+		}
+		block := make([]byte, k.pub.Size()-len(em), k.pub.Size())
+		out, err = k.s.rsaRaw(k.e, append(block, em...), rawSign)
+		err = neither(err, nm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k.fit(out)
+}
+
+// neither turns the fallback's own missing mechanism into an error naming
+// both.
+func neither(err error, first *noMechError) error {
+	var nm *noMechError
+	if errors.As(err, &nm) {
+		return fmt.Errorf("%w: slot %s: the token offers neither %s nor %s", ErrUnsupportedKey, first.slot, first.mech, nm.mech)
+	}
+	return err
+}
+
+// Decrypt decrypts ciphertext in the token, as crypto.Decrypter asks: with
+// nil or *rsa.PKCS1v15DecryptOptions, RSAES-PKCS1-v1_5 (CKM_RSA_PKCS);
+// with *rsa.OAEPOptions, RSAES-OAEP (CKM_RSA_PKCS_OAEP, with opts.Hash,
+// MGF1 with opts.MGFHash or else opts.Hash, and opts.Label), when the token
+// does it: softhsm2 2.6, for one, takes only SHA-1 without a label, and
+// refuses the rest (ErrUnsupportedKey). The padding is always checked in
+// the token; there is no fallback to CKM_RSA_X_509.
+//
+// A ciphertext the token cannot decrypt gives an error wrapping
+// rsa.ErrDecryption (C_Decrypt answering CKR_ENCRYPTED_DATA_INVALID or
+// CKR_ENCRYPTED_DATA_LEN_RANGE, or CKR_GENERAL_ERROR or
+// CKR_FUNCTION_FAILED with the token still there, which is what softhsm2
+// answers to a bad padding), except with a
+// PKCS1v15DecryptOptions.SessionKeyLen: then, as in crypto/rsa, a failed
+// decryption or a plaintext of another length returns SessionKeyLen
+// random bytes (read from rand, crypto/rand.Reader when nil) and no error.
+// The token's own timing, which certsrc cannot control, may still tell a
+// wrong padding apart.
+func (k *RSAKey) Decrypt(random io.Reader, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	size := k.pub.Size()
+	if len(ciphertext) > size || new(big.Int).SetBytes(ciphertext).Cmp(k.pub.N) >= 0 {
+		return nil, fmt.Errorf("%w: RSA ciphertext is not less than the modulus", ErrBadInput)
+	}
+	if len(ciphertext) < size { // the same integer, as long as the modulus
+		ciphertext = append(make([]byte, size-len(ciphertext), size), ciphertext...)
+	}
+	var m rsaMech
+	sessionKeyLen := 0
+	switch o := opts.(type) {
+	case nil:
+	//lint:ignore SA1019 crypto.Decrypter's callers still ask for PKCS #1 v1.5 with it (crypto/tls's RSA key exchange, with SessionKeyLen), and PIV clients send such ciphertexts
+	case *rsa.PKCS1v15DecryptOptions:
+		sessionKeyLen = o.SessionKeyLen
+	case *rsa.OAEPOptions:
+		m = rsaMech{kind: mechOAEP, hash: o.Hash, mgf: o.MGFHash, label: o.Label}
+		if m.mgf == 0 {
+			m.mgf = m.hash
+		}
+		if _, ok := hashSize(m.hash); !ok || m.hash == crypto.MD5SHA1 {
+			return nil, fmt.Errorf("%w: OAEP needs rsa.OAEPOptions.Hash (have %v)", ErrBadInput, m.hash)
+		}
+	default:
+		return nil, fmt.Errorf("%w: Decrypt options %T (want *rsa.PKCS1v15DecryptOptions or *rsa.OAEPOptions)", ErrBadInput, opts)
+	}
+	if sessionKeyLen <= 0 {
+		return k.s.rsaDecrypt(k.e, m, ciphertext)
+	}
+	if random == nil {
+		random = rand.Reader
+	}
+	key := make([]byte, sessionKeyLen)
+	if _, err := io.ReadFull(random, key); err != nil {
+		return nil, fmt.Errorf("certsrc: reading a random session key: %w", err)
+	}
+	pt, err := k.s.rsaDecrypt(k.e, m, ciphertext)
+	switch {
+	case err == nil && len(pt) == sessionKeyLen:
+		return pt, nil
+	case err == nil, errors.Is(err, rsa.ErrDecryption):
+		return key, nil
+	}
+	return nil, err
+}
+
+// Raw computes block^d mod n in the token (RSADP, or RSASP1: the bare RSA
+// private-key function) with CKM_RSA_X_509, for a caller that pads itself,
+// as a PIV card's client does: C_Decrypt for the Key Management slot and
+// for keys that may decrypt but not sign, C_Sign otherwise. On a token that
+// does not offer CKM_RSA_X_509, an EMSA-PKCS1-v1_5 signature block is
+// signed with CKM_RSA_PKCS over its payload, which gives the same result;
+// other blocks then fail with ErrUnsupportedKey.
+//
+// block must be as long as the modulus and less than it (else ErrBadInput);
+// so is the result.
+func (k *RSAKey) Raw(block []byte) ([]byte, error) {
+	size := k.pub.Size()
 	if len(block) != size {
 		return nil, fmt.Errorf("%w: RSA block of %d bytes for a %d-byte modulus", ErrBadInput, len(block), size)
 	}
 	if new(big.Int).SetBytes(block).Cmp(k.pub.N) >= 0 {
 		return nil, fmt.Errorf("%w: RSA block is not less than the modulus", ErrBadInput)
 	}
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil)}
-	ctx, e := k.s.ctx, k.e
-	out, err := k.s.do(e, "RSA private-key operation", func(h pkcs11.ObjectHandle) ([]byte, error) {
-		sh := k.s.session
-		if !k.s.rawRSA {
-			return k.s.signPKCS1(e, h, block)
-		}
-		if e.decrypt && (e.slot == SlotKeyManagement || !e.sign) {
-			if err := ctx.DecryptInit(sh, mech, h); err != nil {
-				return nil, call("C_DecryptInit(CKM_RSA_X_509)", err)
-			}
-			out, err := ctx.Decrypt(sh, block)
-			return out, call("C_Decrypt(CKM_RSA_X_509)", err)
-		}
-		if err := ctx.SignInit(sh, mech, h); err != nil {
-			if code, _ := ckr(err); code == pkcs11.CKR_MECHANISM_INVALID {
-				return k.s.signPKCS1(e, h, block)
-			}
-			return nil, call("C_SignInit(CKM_RSA_X_509)", err)
-		}
-		out, err := ctx.Sign(sh, block)
-		return out, call("C_Sign(CKM_RSA_X_509)", err)
-	})
+	out, err := k.s.rsaRaw(k.e, block, rawAuto)
 	if err != nil {
 		return nil, err
 	}
+	return k.fit(out)
+}
+
+// fit makes a token's RSA result as long as the modulus: some modules drop
+// leading zero bytes.
+func (k *RSAKey) fit(out []byte) ([]byte, error) {
+	size := k.pub.Size()
 	if len(out) > size {
 		return nil, fmt.Errorf("certsrc: the token's RSA operation returned %d bytes for a %d-byte modulus", len(out), size)
 	}
-	// Some modules drop leading zero bytes; the result is a modulus-sized
-	// integer.
 	if len(out) < size {
-		out = append(make([]byte, size-len(out)), out...)
+		out = append(make([]byte, size-len(out), size), out...)
 	}
 	return out, nil
 }
 
-// signPKCS1 computes block^d for a token without CKM_RSA_X_509 when block
-// is an EMSA-PKCS1-v1_5 signature block (00 01 FF...FF 00 T): CKM_RSA_PKCS
-// over T pads T the same, deterministic way, so the result is the same.
-// Other blocks (PSS, decryption) cannot be computed. Called with mu held.
-func (s *Store) signPKCS1(e *slotEntry, h pkcs11.ObjectHandle, block []byte) ([]byte, error) {
-	t, ok := pkcs1SignaturePayload(block)
+// hashOIDs are the DigestInfo algorithms of PKCS#1 v1.5 signatures (RFC
+// 8017 appendix B.1, NIST's hash OIDs, and RIPEMD-160's of TeleTrusT): the
+// hashes crypto/rsa signs with.
+var hashOIDs = map[crypto.Hash]asn1.ObjectIdentifier{
+	crypto.MD5:        {1, 2, 840, 113549, 2, 5},
+	crypto.SHA1:       {1, 3, 14, 3, 2, 26},
+	crypto.SHA224:     {2, 16, 840, 1, 101, 3, 4, 2, 4},
+	crypto.SHA256:     {2, 16, 840, 1, 101, 3, 4, 2, 1},
+	crypto.SHA384:     {2, 16, 840, 1, 101, 3, 4, 2, 2},
+	crypto.SHA512:     {2, 16, 840, 1, 101, 3, 4, 2, 3},
+	crypto.SHA512_224: {2, 16, 840, 1, 101, 3, 4, 2, 5},
+	crypto.SHA512_256: {2, 16, 840, 1, 101, 3, 4, 2, 6},
+	crypto.SHA3_224:   {2, 16, 840, 1, 101, 3, 4, 2, 7},
+	crypto.SHA3_256:   {2, 16, 840, 1, 101, 3, 4, 2, 8},
+	crypto.SHA3_384:   {2, 16, 840, 1, 101, 3, 4, 2, 9},
+	crypto.SHA3_512:   {2, 16, 840, 1, 101, 3, 4, 2, 10},
+	crypto.RIPEMD160:  {1, 3, 36, 3, 2, 1},
+}
+
+// hashSize is h's output size, for the hashes certsrc knows (crypto.Hash's
+// Size panics on others).
+func hashSize(h crypto.Hash) (int, bool) {
+	if _, ok := hashOIDs[h]; ok || h == crypto.MD5SHA1 {
+		return h.Size(), true
+	}
+	return 0, false
+}
+
+// digestInfo returns what PKCS#1 v1.5 signs for digest: the DER DigestInfo
+// of h, digest itself for h 0 and for MD5SHA1 (TLS 1.0's, which has none).
+func digestInfo(h crypto.Hash, digest []byte) ([]byte, error) {
+	if h == 0 {
+		return digest, nil
+	}
+	n, ok := hashSize(h)
 	if !ok {
-		return nil, fmt.Errorf("%w: slot %s: the token has no raw RSA (CKM_RSA_X_509), so only PKCS#1 v1.5 signature blocks can be computed", ErrUnsupportedKey, e.slot)
+		return nil, fmt.Errorf("%w: PKCS#1 v1.5 with %v, which has no DigestInfo", ErrBadInput, h)
 	}
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}
-	if err := s.ctx.SignInit(s.session, mech, h); err != nil {
-		return nil, call("C_SignInit(CKM_RSA_PKCS)", err)
+	if len(digest) != n {
+		return nil, fmt.Errorf("%w: a %d-byte digest for %v, which has %d", ErrBadInput, len(digest), h, n)
 	}
-	out, err := s.ctx.Sign(s.session, t)
-	return out, call("C_Sign(CKM_RSA_PKCS)", err)
+	if h == crypto.MD5SHA1 {
+		return digest, nil
+	}
+	return asn1.Marshal(struct {
+		Algorithm pkix.AlgorithmIdentifier
+		Digest    []byte
+	}{pkix.AlgorithmIdentifier{Algorithm: hashOIDs[h], Parameters: asn1.NullRawValue}, digest})
+}
+
+// pkcs1v15SignBlock is EMSA-PKCS1-v1_5's block 00 01 FF..FF 00 T of k
+// bytes (RFC 8017 section 9.2); len(t) <= k-11.
+func pkcs1v15SignBlock(t []byte, k int) []byte {
+	b := make([]byte, k)
+	b[1] = 1
+	for i := 2; i < k-len(t)-1; i++ {
+		b[i] = 0xff
+	}
+	copy(b[k-len(t):], t)
+	return b
 }
 
 // pkcs1SignaturePayload returns T of an EMSA-PKCS1-v1_5 block
@@ -254,50 +349,106 @@ func pkcs1SignaturePayload(block []byte) ([]byte, bool) {
 	return block[i+1:], true
 }
 
-// ecKey is an EC private key in the token.
-type ecKey struct {
+// emsaPSSEncode is EMSA-PSS-ENCODE (RFC 8017 section 9.1.1) of the digest
+// mHash with hash h, MGF1 with h, a salt of sLen bytes from random, for an
+// emBits-bit encoded message. The caller checked that emLen >= hLen + sLen
+// + 2.
+func emsaPSSEncode(random io.Reader, h crypto.Hash, mHash []byte, emBits, sLen int) ([]byte, error) {
+	hLen := h.Size()
+	emLen := (emBits + 7) / 8
+	salt := make([]byte, sLen)
+	if _, err := io.ReadFull(random, salt); err != nil {
+		return nil, fmt.Errorf("certsrc: reading the PSS salt: %w", err)
+	}
+	// H = Hash(00 00 00 00 00 00 00 00 || mHash || salt)
+	hh := h.New()
+	hh.Write(make([]byte, 8))
+	hh.Write(mHash)
+	hh.Write(salt)
+	H := hh.Sum(nil)
+	// DB = PS || 01 || salt, masked with MGF1(H).
+	db := make([]byte, emLen-hLen-1)
+	db[len(db)-sLen-1] = 0x01
+	copy(db[len(db)-sLen:], salt)
+	mgf1XOR(db, h, H)
+	db[0] &= 0xff >> (8*emLen - emBits)
+	em := append(db, H...)
+	return append(em, 0xbc), nil
+}
+
+// mgf1XOR XORs out with MGF1(seed) using hash h (RFC 8017 appendix B.2.1).
+func mgf1XOR(out []byte, h crypto.Hash, seed []byte) {
+	var counter [4]byte
+	var mask []byte
+	for done := 0; done < len(out); {
+		hh := h.New()
+		hh.Write(seed)
+		hh.Write(counter[:])
+		mask = hh.Sum(mask[:0])
+		for i := 0; i < len(mask) && done < len(out); i++ {
+			out[done] ^= mask[i]
+			done++
+		}
+		for i := 3; i >= 0; i-- {
+			if counter[i]++; counter[i] != 0 {
+				break
+			}
+		}
+	}
+}
+
+// ECKey is the EC private key (P-256 or P-384) of the certificate in one
+// slot, held in the token: a crypto.Signer (ECDSA, CKM_ECDSA) that also
+// computes ECDH shared secrets (CKM_ECDH1_DERIVE). Its operations need
+// Login first, unless the token's key object is not private.
+type ECKey struct {
 	s   *Store
 	e   *slotEntry
 	pub *ecdsa.PublicKey
 }
 
-// Public returns the certificate's public key.
-func (k *ecKey) Public() crypto.PublicKey { return k.pub }
+// Public returns the certificate's public key, an *ecdsa.PublicKey.
+func (k *ECKey) Public() crypto.PublicKey { return k.pub }
 
-func (k *ecKey) size() int { return (k.pub.Curve.Params().BitSize + 7) / 8 }
+func (k *ECKey) size() int { return (k.pub.Curve.Params().BitSize + 7) / 8 }
 
-// Sign signs digest with CKM_ECDSA in the token and returns the ASN.1 DER
-// signature. rand and opts are not used (the token hashes nothing and
-// draws its own nonce).
-func (k *ecKey) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
-	if len(digest) == 0 || len(digest) > 64 {
-		return nil, fmt.Errorf("%w: ECDSA digest of %d bytes (want 1 to 64)", ErrBadInput, len(digest))
+// Sign signs digest with ECDSA in the token (CKM_ECDSA) and returns the
+// ASN.1 DER signature, as crypto.Signer and ecdsa.VerifyASN1 have it. A
+// digest longer than the curve's order is truncated to it, as ECDSA
+// prescribes; when opts names a hash, digest must be as long as its
+// output. rand is not used: the token draws its own nonce.
+func (k *ECKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if len(digest) == 0 {
+		return nil, fmt.Errorf("%w: empty ECDSA digest", ErrBadInput)
 	}
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}
-	ctx := k.s.ctx
-	rs, err := k.s.do(k.e, "ECDSA signature", func(h pkcs11.ObjectHandle) ([]byte, error) {
-		if err := ctx.SignInit(k.s.session, mech, h); err != nil {
-			return nil, call("C_SignInit(CKM_ECDSA)", err)
+	if opts != nil {
+		if n, ok := hashSize(opts.HashFunc()); ok && len(digest) != n {
+			return nil, fmt.Errorf("%w: a %d-byte digest for %v, which has %d", ErrBadInput, len(digest), opts.HashFunc(), n)
 		}
-		rs, err := ctx.Sign(k.s.session, digest)
-		return rs, call("C_Sign(CKM_ECDSA)", err)
-	})
+	}
+	n := k.size()
+	if len(digest) > n {
+		// The orders of P-256 and P-384 are 8n bits long: the leftmost n
+		// bytes are the leftmost bits ECDSA keeps.
+		digest = digest[:n]
+	}
+	rs, err := k.s.ecSign(k.e, digest)
 	if err != nil {
 		return nil, err
 	}
-	n := k.size()
 	if len(rs) != 2*n {
 		return nil, fmt.Errorf("certsrc: C_Sign(CKM_ECDSA) returned %d bytes, want r||s of 2x%d", len(rs), n)
 	}
-	// PKCS#11 gives r||s; crypto.Signer (and PIV) want
-	// SEQUENCE { r INTEGER, s INTEGER }.
+	// PKCS#11 gives r||s; crypto.Signer wants SEQUENCE { r INTEGER, s INTEGER }.
 	return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(rs[:n]), new(big.Int).SetBytes(rs[n:])})
 }
 
-// ECDH derives the shared secret with peer in the token (CKM_ECDH1_DERIVE,
-// no KDF) and returns its x coordinate. The derived secret is a session
-// object, read and destroyed at once.
-func (k *ecKey) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
+// ECDH returns the shared secret with peer, the x coordinate of the shared
+// point as crypto/ecdh's PrivateKey.ECDH returns it, computed in the token
+// (CKM_ECDH1_DERIVE with CKD_NULL; see the package documentation). peer
+// must be on the key's curve (else ErrBadInput); a key without CKA_DERIVE
+// fails with ErrUnsupportedKey.
+func (k *ECKey) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
 	var want ecdh.Curve
 	switch k.pub.Curve {
 	case elliptic.P256():
@@ -308,36 +459,5 @@ func (k *ecKey) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
 	if peer == nil || peer.Curve() != want {
 		return nil, fmt.Errorf("%w: ECDH peer key is not on %s", ErrBadInput, k.pub.Curve.Params().Name)
 	}
-	n := k.size()
-	point := peer.Bytes() // uncompressed 04||X||Y
-	ctx, e := k.s.ctx, k.e
-	return k.s.do(e, "ECDH", func(h pkcs11.ObjectHandle) ([]byte, error) {
-		if !e.derive {
-			return nil, fmt.Errorf("%w: slot %s: the key with CKA_ID %x has CKA_DERIVE false", ErrUnsupportedKey, e.slot, e.obj.id)
-		}
-		sh := k.s.session
-		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE,
-			pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, point))}
-		dk, err := ctx.DeriveKey(sh, mech, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, n),
-		})
-		if err != nil {
-			return nil, call("C_DeriveKey(CKM_ECDH1_DERIVE)", err)
-		}
-		defer ctx.DestroyObject(sh, dk)
-		a, err := ctx.GetAttributeValue(sh, dk, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
-		if err != nil {
-			return nil, call("C_GetAttributeValue(CKA_VALUE)", err)
-		}
-		v := a[0].Value
-		if len(v) != n {
-			return nil, fmt.Errorf("certsrc: C_DeriveKey(CKM_ECDH1_DERIVE) gave a %d-byte secret, want %d", len(v), n)
-		}
-		return bytes.Clone(v), nil
-	})
+	return k.s.ecDerive(k.e, peer.Bytes(), k.size())
 }

@@ -11,20 +11,29 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
-// Slot is a PIV key slot (key reference).
-type Slot = piv.Slot
+// Slot is a PIV key slot: a key reference of NIST SP 800-73-4 part 1,
+// table 4b. Its String is the reference in hex ("9A").
+type Slot byte
 
 // The PIV key slots a Store fills.
 const (
-	SlotAuthentication     = piv.SlotAuthentication     // 9A, PIV Authentication
-	SlotSignature          = piv.SlotSignature          // 9C, Digital Signature
-	SlotKeyManagement      = piv.SlotKeyManagement      // 9D, Key Management
-	SlotCardAuthentication = piv.SlotCardAuthentication // 9E, Card Authentication
+	SlotAuthentication     Slot = 0x9A // PIV Authentication
+	SlotSignature          Slot = 0x9C // Digital Signature
+	SlotKeyManagement      Slot = 0x9D // Key Management
+	SlotCardAuthentication Slot = 0x9E // Card Authentication
 )
+
+// slotOrder is the order in which a Store fills and lists its slots.
+var slotOrder = [...]Slot{SlotAuthentication, SlotSignature, SlotKeyManagement, SlotCardAuthentication}
+
+// Slots lists the four key slots a Store fills, in the order it fills and
+// lists them: 9A, 9C, 9D, 9E. certsrc itself does not read it.
+var Slots = []Slot{SlotAuthentication, SlotSignature, SlotKeyManagement, SlotCardAuthentication}
+
+// String formats s as two upper-case hex digits, "9A".
+func (s Slot) String() string { return fmt.Sprintf("%02X", byte(s)) }
 
 // Selector names the certificate (and so, by its CKA_ID, the private key) to
 // present in a slot. Exactly one of its fields is set.
@@ -74,7 +83,7 @@ func ParseSelector(s string) (Selector, error) {
 
 // ParseSlot parses a slot name: 9a, 9c, 9d or 9e (either case).
 func ParseSlot(s string) (Slot, error) {
-	for _, sl := range piv.Slots {
+	for _, sl := range slotOrder {
 		if strings.EqualFold(s, sl.String()) {
 			return sl, nil
 		}
@@ -182,7 +191,7 @@ type assignment struct {
 func mapSlots(certs []*certObject, explicit map[Slot]Selector) (map[Slot]assignment, error) {
 	out := make(map[Slot]assignment)
 	used := make(map[*certObject]bool)
-	for _, slot := range piv.Slots {
+	for _, slot := range slotOrder {
 		sel, ok := explicit[slot]
 		if !ok || sel.None {
 			continue
@@ -195,7 +204,7 @@ func mapSlots(certs []*certObject, explicit map[Slot]Selector) (map[Slot]assignm
 		}
 		switch {
 		case len(found) == 0:
-			return nil, fmt.Errorf("%w: slot %s: no certificate with %s on the token: %w", ErrMapping, slot, sel, piv.ErrNotFound)
+			return nil, fmt.Errorf("%w: slot %s: no certificate with %s on the token: %w", ErrMapping, slot, sel, ErrNotFound)
 		case len(found) > 1:
 			return nil, fmt.Errorf("%w: slot %s: %d certificates with %s; select by id", ErrMapping, slot, len(found), sel)
 		}
@@ -209,7 +218,7 @@ func mapSlots(certs []*certObject, explicit map[Slot]Selector) (map[Slot]assignm
 		out[slot] = assignment{obj: c, reason: "explicit " + sel.String()}
 		used[c] = true
 	}
-	for _, slot := range piv.Slots {
+	for _, slot := range slotOrder {
 		if _, ok := explicit[slot]; ok {
 			continue
 		}
@@ -220,7 +229,7 @@ func mapSlots(certs []*certObject, explicit map[Slot]Selector) (map[Slot]assignm
 				continue
 			}
 			fit := 0
-			for _, s := range piv.Slots {
+			for _, s := range slotOrder {
 				if qualifies(c.cert, s) {
 					fit++
 				}

@@ -11,11 +11,11 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 var testKeys struct {
@@ -204,8 +204,8 @@ func TestExplicitMapping(t *testing.T) {
 		sel  Selector
 		want error
 	}{
-		{Selector{Label: "nothing"}, piv.ErrNotFound},
-		{Selector{ID: []byte{0x42}}, piv.ErrNotFound},
+		{Selector{Label: "nothing"}, ErrNotFound},
+		{Selector{ID: []byte{0x42}}, ErrNotFound},
 		{Selector{Label: "twin"}, ErrMapping},
 		{Selector{ID: []byte{5}}, ErrUnsupportedKey},
 	} {
@@ -238,6 +238,28 @@ func TestParseSlotMapping(t *testing.T) {
 	for _, in := range []string{"", "9a", "9b=id:01", "9a=id:", "9a=id:xyz", "9a=label:", "9a=none:x", "9a=serial:1", "9a=01"} {
 		if _, _, err := ParseSlotMapping(in); !errors.Is(err, ErrMapping) {
 			t.Errorf("ParseSlotMapping(%q) = %v, want ErrMapping", in, err)
+		}
+	}
+}
+
+func TestSlots(t *testing.T) {
+	want := []Slot{0x9A, 0x9C, 0x9D, 0x9E}
+	if !slices.Equal(Slots, want) || !slices.Equal(slotOrder[:], want) {
+		t.Errorf("Slots = %v, want %v", Slots, want)
+	}
+	for _, s := range want {
+		for _, name := range []string{s.String(), strings.ToLower(s.String())} {
+			if got, err := ParseSlot(name); got != s || err != nil {
+				t.Errorf("ParseSlot(%q) = %v, %v; want %v", name, got, err, s)
+			}
+		}
+	}
+	if got := Slot(0x82).String(); got != "82" {
+		t.Errorf("Slot(0x82).String() = %q", got)
+	}
+	for _, name := range []string{"9b", "82", "", "9a ", "0x9a"} {
+		if _, err := ParseSlot(name); !errors.Is(err, ErrMapping) {
+			t.Errorf("ParseSlot(%q): %v, want ErrMapping", name, err)
 		}
 	}
 }

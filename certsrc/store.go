@@ -2,25 +2,19 @@ package certsrc
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
-
-	"github.com/miekg/pkcs11"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
 // DefaultPINRetries is the nominal number of PIN tries a Store reports when
 // Config.PINRetries is zero. PKCS#11 has no attribute for it; 3 is what
 // PIV cards ship with (the YubiKey default, and the usual issuer policy).
 const DefaultPINRetries = 3
-
-// maxObjects bounds how many objects of one search a Store looks at.
-const maxObjects = 1024
 
 // Config configures a Store. The zero value maps every slot by default and
 // reports DefaultPINRetries.
@@ -64,30 +58,29 @@ type SlotInfo struct {
 	Reason      string            // "explicit id:01" or "default from key usage"
 }
 
-// Store presents the certificates and private keys of one PKCS#11 token as
-// the contents of a PIV card. It implements piv.Store; its keys implement
-// piv.RSAKey and piv.ECKey. Private-key operations run in the token.
+// PINStatus is the state of the token's user PIN.
+type PINStatus struct {
+	LoggedIn bool // Login succeeded and no Logout since (in this application)
+	Retries  int  // tries left, as the package documentation describes; -1 when unknown
+	Blocked  bool // the PIN is locked: Login fails with ErrPINBlocked
+}
+
+// Store presents the certificates and private keys of one PKCS#11 token by
+// PIV slot: a certificate per slot, and its private key as a
+// crypto.Signer (an *RSAKey or an *ECKey) whose operations run in the
+// token.
 //
 // A Store is safe for concurrent use (calls are serialised). Close it to
 // log out and release the module.
 type Store struct {
-	mod     *module
-	ctx     *pkcs11.Ctx
 	log     *slog.Logger
 	token   TokenInfo
-	serial  []byte
 	nominal int
 	slots   map[Slot]*slotEntry
 
-	mu         sync.Mutex
-	closed     bool
-	slotID     uint
-	session    pkcs11.SessionHandle
-	hasSession bool
-	loggedIn   bool
-	rawRSA     bool   // the token lists CKM_RSA_X_509
-	gen        uint64 // bumped by login, logout and new sessions: key handles live within one generation
-	failures   int    // wrong PINs since the last successful login
+	mu     sync.Mutex
+	closed bool
+	p11state
 }
 
 // slotEntry is a filled slot.
@@ -95,19 +88,15 @@ type slotEntry struct {
 	slot   Slot
 	obj    *certObject
 	reason string
-	key    piv.PrivateKey
+	key    crypto.Signer // *RSAKey or *ECKey
 
-	// The private key's handle and flags, valid while gen == Store.gen.
-	gen                   uint64
-	handle                pkcs11.ObjectHandle
-	sign, decrypt, derive bool
+	keyState // the private key's handle, valid within one login generation
 }
 
 var (
-	_ piv.Store      = (*Store)(nil)
-	_ piv.PINChanger = (*Store)(nil)
-	_ piv.RSAKey     = (*rsaKey)(nil)
-	_ piv.ECKey      = (*ecKey)(nil)
+	_ crypto.Signer    = (*RSAKey)(nil)
+	_ crypto.Decrypter = (*RSAKey)(nil)
+	_ crypto.Signer    = (*ECKey)(nil)
 )
 
 // Open loads the module u names, finds the one initialised token u matches,
@@ -123,346 +112,52 @@ func Open(ctx context.Context, u *URI, cfg Config) (*Store, error) {
 	if u == nil {
 		return nil, fmt.Errorf("%w: nil URI", ErrBadURI)
 	}
-	if len(u.PathVendor) > 0 {
-		return nil, fmt.Errorf("%w: the URI has path attribute %q, which RFC 7512 does not define, so it matches no token", ErrTokenNotFound, u.PathVendor[0].Name)
-	}
-	file, err := u.ModuleFile()
-	if err != nil {
-		return nil, err
-	}
-	mod, err := loadModule(file)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{mod: mod, ctx: mod.ctx, log: cfg.Logger, nominal: cfg.PINRetries}
+	return open(ctx, u, cfg)
+}
+
+// newStore returns a Store not yet bound to a token.
+func newStore(cfg Config) *Store {
+	s := &Store{log: cfg.Logger, nominal: cfg.PINRetries}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.nominal == 0 {
 		s.nominal = DefaultPINRetries
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			s.Close()
-		}
-	}()
-	if err := s.checkLibrary(u); err != nil {
-		return nil, err
-	}
-	slotID, ti, err := s.findToken(func(id uint, si func() (pkcs11.SlotInfo, error), ti TokenInfo) bool {
-		return matchURI(u, id, si, ti)
-	})
+	return s
+}
+
+// fill maps certs to slots and makes their keys.
+func (s *Store) fill(certs []*certObject, explicit map[Slot]Selector) error {
+	as, err := mapSlots(certs, explicit)
 	if err != nil {
-		return nil, err
-	}
-	s.token = ti
-	s.serial = serialBytes(ti)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("certsrc: open: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.openSession(slotID); err != nil {
-		return nil, err
-	}
-	certs, err := s.findCerts(u)
-	if err != nil {
-		return nil, err
-	}
-	as, err := mapSlots(certs, cfg.Slots)
-	if err != nil {
-		return nil, err
+		return err
 	}
 	s.slots = make(map[Slot]*slotEntry)
 	for slot, a := range as {
 		e := &slotEntry{slot: slot, obj: a.obj, reason: a.reason}
-		e.key = newKey(s, e)
+		switch pub := a.obj.cert.PublicKey.(type) {
+		case *rsa.PublicKey:
+			e.key = &RSAKey{s: s, e: e, pub: pub}
+		case *ecdsa.PublicKey:
+			e.key = &ECKey{s: s, e: e, pub: pub}
+		default: // mapSlots admits only the two
+			return fmt.Errorf("%w: slot %s: %T", ErrUnsupportedKey, slot, pub)
+		}
 		s.slots[slot] = e
 		s.log.Debug("certsrc: slot mapped", "slot", slot.String(), "id", fmt.Sprintf("%x", a.obj.id),
 			"label", a.obj.label, "subject", a.obj.cert.Subject.String(), "reason", a.reason)
 	}
-	s.log.Info("certsrc: token opened", "token", ti.Label, "serial", ti.Serial,
-		"certificates", len(certs), "slots", len(s.slots))
-	ok = true
-	return s, nil
-}
-
-// checkLibrary matches the library-* attributes against C_GetInfo.
-func (s *Store) checkLibrary(u *URI) error {
-	if u.LibraryManufacturer == "" && u.LibraryDescription == "" && u.LibraryVersion == nil {
-		return nil
-	}
-	info, err := s.ctx.GetInfo()
-	if err != nil {
-		return opError("C_GetInfo", err)
-	}
-	switch {
-	case u.LibraryManufacturer != "" && trimPad(info.ManufacturerID) != u.LibraryManufacturer,
-		u.LibraryDescription != "" && trimPad(info.LibraryDescription) != u.LibraryDescription,
-		u.LibraryVersion != nil && (info.LibraryVersion.Major != u.LibraryVersion.Major || info.LibraryVersion.Minor != u.LibraryVersion.Minor):
-		return fmt.Errorf("%w: the module is %q by %q, version %d.%d, not the library the URI names", ErrTokenNotFound,
-			trimPad(info.LibraryDescription), trimPad(info.ManufacturerID), info.LibraryVersion.Major, info.LibraryVersion.Minor)
-	}
 	return nil
-}
-
-// trimPad removes the blank (or NUL) padding of a CK_*_INFO string.
-func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
-
-func tokenInfo(ti pkcs11.TokenInfo) TokenInfo {
-	return TokenInfo{Label: trimPad(ti.Label), Manufacturer: trimPad(ti.ManufacturerID),
-		Model: trimPad(ti.Model), Serial: trimPad(ti.SerialNumber)}
-}
-
-// matchURI matches a token against the token and slot attributes of u
-// (RFC 7512 section 2.4: exact comparison of the unpadded values).
-func matchURI(u *URI, id uint, si func() (pkcs11.SlotInfo, error), ti TokenInfo) bool {
-	if u.Token != "" && ti.Label != u.Token || u.Manufacturer != "" && ti.Manufacturer != u.Manufacturer ||
-		u.Model != "" && ti.Model != u.Model || u.Serial != "" && ti.Serial != u.Serial ||
-		u.SlotID != nil && uint64(id) != *u.SlotID {
-		return false
-	}
-	if u.SlotDescription != "" || u.SlotManufacturer != "" {
-		info, err := si()
-		if err != nil || u.SlotDescription != "" && trimPad(info.SlotDescription) != u.SlotDescription ||
-			u.SlotManufacturer != "" && trimPad(info.ManufacturerID) != u.SlotManufacturer {
-			return false
-		}
-	}
-	return true
-}
-
-// findToken returns the one initialised token for which match is true.
-func (s *Store) findToken(match func(id uint, si func() (pkcs11.SlotInfo, error), ti TokenInfo) bool) (uint, TokenInfo, error) {
-	ids, err := s.ctx.GetSlotList(true)
-	if err != nil {
-		return 0, TokenInfo{}, opError("C_GetSlotList", err)
-	}
-	var found []uint
-	var infos []TokenInfo
-	for _, id := range ids {
-		raw, err := s.ctx.GetTokenInfo(id)
-		if err != nil {
-			s.log.Debug("certsrc: skipping slot", "slot", id, "err", err)
-			continue
-		}
-		if raw.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-			continue
-		}
-		ti := tokenInfo(raw)
-		if match(id, func() (pkcs11.SlotInfo, error) { return s.ctx.GetSlotInfo(id) }, ti) {
-			found = append(found, id)
-			infos = append(infos, ti)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return 0, TokenInfo{}, fmt.Errorf("%w (%d slots with a token)", ErrTokenNotFound, len(ids))
-	case 1:
-		return found[0], infos[0], nil
-	}
-	var names []string
-	for _, ti := range infos {
-		names = append(names, fmt.Sprintf("%q serial %s", ti.Label, ti.Serial))
-	}
-	return 0, TokenInfo{}, fmt.Errorf("%w: %s", ErrAmbiguousToken, strings.Join(names, ", "))
-}
-
-// serialBytes is what Serial returns: manufacturer, model, serial number
-// and label, each preceded by its length in one byte.
-func serialBytes(t TokenInfo) []byte {
-	var b []byte
-	for _, f := range []string{t.Manufacturer, t.Model, t.Serial, t.Label} {
-		if len(f) > 255 {
-			f = f[:255]
-		}
-		b = append(b, byte(len(f)))
-		b = append(b, f...)
-	}
-	return b
-}
-
-// openSession opens a read-only session on slotID. Called with mu held.
-func (s *Store) openSession(slotID uint) error {
-	sh, err := s.ctx.OpenSession(slotID, pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		return opError("C_OpenSession", err)
-	}
-	s.slotID, s.session, s.hasSession = slotID, sh, true
-	s.loggedIn = false
-	s.gen++
-	s.rawRSA = true // unless the token says otherwise
-	if ms, err := s.ctx.GetMechanismList(slotID); err == nil {
-		s.rawRSA = slices.ContainsFunc(ms, func(m *pkcs11.Mechanism) bool { return m.Mechanism == pkcs11.CKM_RSA_X_509 })
-	}
-	// A login of this application survives in other sessions: mirror it.
-	if info, err := s.ctx.GetSessionInfo(sh); err == nil && isUserState(info.State) {
-		s.loggedIn = true
-	}
-	return nil
-}
-
-func isUserState(state uint) bool {
-	return state == pkcs11.CKS_RO_USER_FUNCTIONS || state == pkcs11.CKS_RW_USER_FUNCTIONS
-}
-
-// dropSession forgets the session (closing it if the module still knows
-// it). Called with mu held.
-func (s *Store) dropSession() {
-	if s.hasSession {
-		s.ctx.CloseSession(s.session)
-	}
-	s.hasSession, s.loggedIn = false, false
-	s.gen++
-}
-
-// ensureSession re-opens a session on the same token (same label, serial,
-// manufacturer and model) after it went away. When the token is not
-// found and this Store is the module's only user, it re-initialises the
-// module first: softhsm2, for one, only finds tokens at C_Initialize.
-// Called with mu held.
-func (s *Store) ensureSession() error {
-	if s.closed {
-		return ErrClosed
-	}
-	if s.hasSession {
-		return nil
-	}
-	same := func(_ uint, _ func() (pkcs11.SlotInfo, error), ti TokenInfo) bool { return ti == s.token }
-	id, _, err := s.findToken(same)
-	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenRemoved) || isRemoved(err) {
-		did, rerr := s.mod.reinitialize()
-		if rerr != nil {
-			return fmt.Errorf("%w: %s: re-initialising the module: %w", ErrTokenRemoved, s.token, rerr)
-		}
-		if did {
-			s.log.Debug("certsrc: module re-initialised to look for the token again", "token", s.token.Label)
-			id, _, err = s.findToken(same)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrTokenRemoved, s.token, err)
-	}
-	if err := s.openSession(id); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrTokenRemoved, s.token, err)
-	}
-	s.log.Info("certsrc: token is back, session re-opened", "token", s.token.Label, "serial", s.token.Serial)
-	return nil
-}
-
-func isRemoved(err error) bool {
-	code, ok := ckr(err)
-	return ok && removedCode(code)
-}
-
-// tokenPresent reports whether the token is still in its slot. Called with
-// mu held.
-func (s *Store) tokenPresent() bool {
-	raw, err := s.ctx.GetTokenInfo(s.slotID)
-	return err == nil && tokenInfo(raw) == s.token
-}
-
-// fail turns the failure of a PKCS#11 call into a certsrc error, and notes
-// what it says about the session: gone (ErrTokenRemoved) or logged out
-// (ErrNotLoggedIn). The pkcs11.Error stays wrapped. Called with mu held.
-func (s *Store) fail(op string, err error) error {
-	code, ok := ckr(err)
-	if !ok {
-		return err
-	}
-	switch {
-	case removedCode(code), suspectCode(code) && !s.tokenPresent():
-		s.dropSession()
-		s.log.Info("certsrc: token went away", "token", s.token.Label, "op", op, "err", err)
-		return fmt.Errorf("%w: %s (%s: %w)", ErrTokenRemoved, s.token, op, err)
-	case code == pkcs11.CKR_USER_NOT_LOGGED_IN:
-		s.loggedIn = false
-		s.gen++
-		return fmt.Errorf("%w (%s: %w)", ErrNotLoggedIn, op, err)
-	}
-	return opError(op, err)
-}
-
-// findObjects returns at most max objects matching tmpl. Called with mu
-// held.
-func (s *Store) findObjects(tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {
-	if err := s.ctx.FindObjectsInit(s.session, tmpl); err != nil {
-		return nil, err
-	}
-	var out []pkcs11.ObjectHandle
-	var err error
-	for len(out) < max {
-		var hs []pkcs11.ObjectHandle
-		hs, _, err = s.ctx.FindObjects(s.session, 64)
-		if err != nil || len(hs) == 0 {
-			break
-		}
-		out = append(out, hs...)
-	}
-	if ferr := s.ctx.FindObjectsFinal(s.session); err == nil {
-		err = ferr
-	}
-	if len(out) > max {
-		s.log.Warn("certsrc: too many objects, ignoring the rest", "limit", max)
-		out = out[:max]
-	}
-	return out, err
-}
-
-// findCerts reads the X.509 certificates the URI's id and object
-// attributes select. Called with mu held.
-func (s *Store) findCerts(u *URI) ([]*certObject, error) {
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
-		pkcs11.NewAttribute(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
-	}
-	if len(u.ID) > 0 {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, u.ID))
-	}
-	if u.Object != "" {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))
-	}
-	hs, err := s.findObjects(tmpl, maxObjects)
-	if err != nil {
-		return nil, s.fail("C_FindObjects", err)
-	}
-	var certs []*certObject
-	for _, h := range hs {
-		attrs, err := s.ctx.GetAttributeValue(s.session, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
-		})
-		if err != nil {
-			if code, _ := ckr(err); removedCode(code) {
-				return nil, s.fail("C_GetAttributeValue", err)
-			}
-			s.log.Debug("certsrc: skipping unreadable certificate object", "handle", h, "err", err)
-			continue
-		}
-		c := &certObject{der: attrs[0].Value, id: attrs[1].Value, label: string(attrs[2].Value)}
-		if c.cert, err = x509.ParseCertificate(c.der); err != nil {
-			s.log.Debug("certsrc: skipping certificate that does not parse", "id", fmt.Sprintf("%x", c.id), "label", c.label, "err", err)
-			continue
-		}
-		certs = append(certs, c)
-	}
-	return certs, nil
 }
 
 // Token returns the identity of the token.
 func (s *Store) Token() TokenInfo { return s.token }
 
-// Serial implements piv.Store: the token's manufacturer, model, serial
-// number and label, each preceded by its length in one byte. They do not
-// change while the token exists.
-func (s *Store) Serial() []byte { return append([]byte(nil), s.serial...) }
-
-// Slots describes the filled slots, in the order of piv.Slots.
+// Slots describes the filled slots, in the order of the package's Slots.
 func (s *Store) Slots() []SlotInfo {
 	var out []SlotInfo
-	for _, slot := range piv.Slots {
+	for _, slot := range slotOrder {
 		if e := s.slots[slot]; e != nil {
 			out = append(out, SlotInfo{Slot: slot, ID: append([]byte(nil), e.obj.id...), Label: e.obj.label,
 				Certificate: e.obj.cert, Reason: e.reason})
@@ -471,43 +166,54 @@ func (s *Store) Slots() []SlotInfo {
 	return out
 }
 
-// Certificate implements piv.Store. Certificates are read at Open; this
-// does not touch the token.
-func (s *Store) Certificate(slot Slot) ([]byte, error) {
+// Certificate returns the certificate in slot, or an error wrapping
+// ErrNotFound when the slot is empty. Certificates are read at Open; this
+// does not touch the token. The certificate is shared: do not modify it.
+func (s *Store) Certificate(slot Slot) (*x509.Certificate, error) {
 	e := s.slots[slot]
 	if e == nil {
-		return nil, fmt.Errorf("certsrc: slot %s: %w", slot, piv.ErrNotFound)
+		return nil, fmt.Errorf("certsrc: slot %s: %w", slot, ErrNotFound)
 	}
-	return append([]byte(nil), e.obj.der...), nil
+	return e.obj.cert, nil
 }
 
-// PrivateKey implements piv.Store: the key is a piv.RSAKey or a
-// piv.ECKey whose operations run in the token (after Login, for a private
-// key object).
-func (s *Store) PrivateKey(slot Slot) (piv.PrivateKey, error) {
+// PrivateKey returns the private key of the certificate in slot: an
+// *RSAKey (a crypto.Signer and crypto.Decrypter) or an *ECKey (a
+// crypto.Signer with ECDH), whose operations run in the token after Login.
+// An empty slot gives an error wrapping ErrNotFound. The private key object
+// itself is looked up at the key's first use.
+func (s *Store) PrivateKey(slot Slot) (crypto.Signer, error) {
 	e := s.slots[slot]
 	if e == nil {
-		return nil, fmt.Errorf("certsrc: slot %s: %w", slot, piv.ErrNotFound)
+		return nil, fmt.Errorf("certsrc: slot %s: %w", slot, ErrNotFound)
 	}
 	return e.key, nil
 }
 
+// Login verifies pin with C_Login(CKU_USER). pin is passed to the module
+// and not kept. A wrong PIN returns an error wrapping a *PINError (tries
+// left, as the package documentation describes) and the pkcs11.Error; a
+// locked PIN one wrapping ErrPINBlocked. When the user is already logged
+// in, Login logs out and verifies pin again, so a wrong PIN never passes.
+func (s *Store) Login(pin []byte) error { return s.login(pin) }
+
+// Logout logs the user out with C_Logout. Logging out of a token that went
+// away succeeds: it is logged out.
+func (s *Store) Logout() error { return s.logout() }
+
+// PINStatus reports the PIN's state, from the token's flags and session
+// state, without trying a PIN.
+func (s *Store) PINStatus() (PINStatus, error) { return s.pinStatus() }
+
+// ChangePIN verifies oldPIN and replaces it with newPIN (C_SetPIN, in a
+// read-write session opened for the call). Neither PIN is kept. A wrong
+// oldPIN counts as a wrong PIN, as in Login; a newPIN the token refuses
+// (CKR_PIN_LEN_RANGE, CKR_PIN_INVALID) gives an error wrapping
+// ErrPINFormat; a token that cannot change PINs (read-only,
+// write-protected, or without C_SetPIN) one wrapping errors.ErrUnsupported.
+func (s *Store) ChangePIN(oldPIN, newPIN []byte) error { return s.changePIN(oldPIN, newPIN) }
+
 // Close logs out, closes the session and releases the module (the last
 // Store using a module calls C_Finalize and unloads it). Keys of a closed
 // Store fail with ErrClosed. Close is idempotent.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if s.hasSession {
-		if s.loggedIn {
-			s.ctx.Logout(s.session)
-		}
-		s.ctx.CloseSession(s.session)
-		s.hasSession, s.loggedIn = false, false
-	}
-	return s.mod.release()
-}
+func (s *Store) Close() error { return s.close() }

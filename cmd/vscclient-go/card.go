@@ -15,6 +15,7 @@ import (
 	"github.com/vscardkit/vscardkit/internal/pcscsource"
 	"github.com/vscardkit/vscardkit/internal/piv"
 	"github.com/vscardkit/vscardkit/internal/softstore"
+	"github.com/vscardkit/vscardkit/internal/tokenstore"
 	"github.com/vscardkit/vscardkit/reader"
 )
 
@@ -73,7 +74,7 @@ func openSource(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		src, rearm := pivSource(st, o, "vscardkit virtual PIV ("+st.Token().Label+")", log)
+		src, rearm := pivSource(tokenstore.New(st), o, "vscardkit virtual PIV ("+st.Token().Label+")", log)
 		return src, func() { st.Close() }, rearm, nil
 	}
 	return nil, nil, nil, cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
@@ -131,7 +132,7 @@ func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module MODULE --list-token-slots --list-objects")
 	}
 	fmt.Fprintf(stderr, "token %q (serial %s)\n", st.Token().Label, st.Token().Serial)
-	describeSlots(stderr, "token", st)
+	describeSlots(stderr, "token", tokenstore.New(st))
 	return st, nil
 }
 

@@ -6,16 +6,10 @@ import (
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
-	"github.com/vscardkit/vscardkit/internal/piv"
 )
 
-// Login implements piv.Store with C_Login(CKU_USER). pin is passed to the
-// module and not kept. A wrong PIN returns an error wrapping a
-// *piv.PINError (tries left, as the package documentation describes) and
-// the pkcs11.Error; a locked PIN one wrapping piv.ErrPINBlocked. When the
-// user is already logged in, Login logs out and verifies pin again, so a
-// wrong PIN never passes.
-func (s *Store) Login(pin []byte) error {
+// login is Login with cgo.
+func (s *Store) login(pin []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(pin) == 0 {
@@ -46,11 +40,11 @@ func (s *Store) Login(pin []byte) error {
 		return s.wrongPIN("login", err, flags)
 	case code == pkcs11.CKR_PIN_LOCKED:
 		s.loggedIn = false
-		return fmt.Errorf("certsrc: login: %w (%w)", piv.ErrPINBlocked, err)
+		return fmt.Errorf("%w (login: %w)", ErrPINBlocked, err)
 	case code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_INVALID:
 		// The token refused the PIN's form without counting a try.
 		s.loggedIn = false
-		return fmt.Errorf("certsrc: login: %w (%w)", &piv.PINError{Retries: s.retries(flags)}, err)
+		return fmt.Errorf("%w (login: %w)", &PINError{Retries: s.retries(flags)}, err)
 	}
 	return s.fail("C_Login", err)
 }
@@ -70,14 +64,14 @@ func (s *Store) pinFlags(op string) (uint, error) {
 		return 0, err
 	}
 	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-		return 0, fmt.Errorf("certsrc: %s: %w (the token's CKF_USER_PIN_LOCKED is set)", op, piv.ErrPINBlocked)
+		return 0, fmt.Errorf("%w (%s: the token's CKF_USER_PIN_LOCKED is set)", ErrPINBlocked, op)
 	}
 	return flags, nil
 }
 
 // wrongPIN counts a PIN the token answered with CKR_PIN_INCORRECT (err)
 // and returns op's error: blocked when the token now says so, else a
-// *piv.PINError with the tries left. flags are the token's flags from
+// *PINError with the tries left. flags are the token's flags from
 // before the try, used when they cannot be read again. Called with mu held.
 func (s *Store) wrongPIN(op string, err error, flags uint) error {
 	s.failures++
@@ -85,9 +79,9 @@ func (s *Store) wrongPIN(op string, err error, flags uint) error {
 		flags = f
 	}
 	if flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-		return fmt.Errorf("certsrc: %s: %w (%w)", op, piv.ErrPINBlocked, err)
+		return fmt.Errorf("%w (%s: %w)", ErrPINBlocked, op, err)
 	}
-	return fmt.Errorf("certsrc: %s: %w (%w)", op, &piv.PINError{Retries: s.retries(flags)}, err)
+	return fmt.Errorf("%w (%s: %w)", &PINError{Retries: s.retries(flags)}, op, err)
 }
 
 // tokenFlags returns CK_TOKEN_INFO.flags. Called with mu held.
@@ -121,9 +115,8 @@ func (s *Store) retries(flags uint) int {
 	return max(s.nominal-f, 1)
 }
 
-// Logout implements piv.Store with C_Logout. Logging out of a token that
-// went away succeeds: it is logged out.
-func (s *Store) Logout() error {
+// logout is Logout with cgo.
+func (s *Store) logout() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -147,40 +140,34 @@ func (s *Store) Logout() error {
 	return s.fail("C_Logout", err)
 }
 
-// PINStatus implements piv.Store from the token's flags and session state.
-func (s *Store) PINStatus() (piv.PINStatus, error) {
+// pinStatus is PINStatus with cgo.
+func (s *Store) pinStatus() (PINStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ensureSession(); err != nil {
-		return piv.PINStatus{}, err
+		return PINStatus{}, err
 	}
 	flags, err := s.tokenFlags()
 	if err != nil {
-		return piv.PINStatus{}, err
+		return PINStatus{}, err
 	}
 	info, err := s.ctx.GetSessionInfo(s.session)
 	if err != nil {
-		return piv.PINStatus{}, s.fail("C_GetSessionInfo", err)
+		return PINStatus{}, s.fail("C_GetSessionInfo", err)
 	}
 	if in := isUserState(info.State); in != s.loggedIn {
 		s.loggedIn = in
 		s.gen++
 	}
-	return piv.PINStatus{
+	return PINStatus{
 		LoggedIn: s.loggedIn,
 		Retries:  s.retries(flags),
 		Blocked:  flags&pkcs11.CKF_USER_PIN_LOCKED != 0,
 	}, nil
 }
 
-// ChangePIN verifies oldPIN and replaces it with newPIN (C_SetPIN, in a
-// read-write session opened for the call), so a Store can serve CHANGE
-// REFERENCE DATA. Neither PIN is kept. A wrong oldPIN counts as a wrong
-// PIN, as in Login; a newPIN the token refuses (CKR_PIN_LEN_RANGE,
-// CKR_PIN_INVALID) gives an error wrapping ErrPINFormat; a token that
-// cannot change PINs (read-only, write-protected, or without C_SetPIN)
-// one wrapping errors.ErrUnsupported.
-func (s *Store) ChangePIN(oldPIN, newPIN []byte) error {
+// changePIN is ChangePIN with cgo.
+func (s *Store) changePIN(oldPIN, newPIN []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(oldPIN) == 0 || len(newPIN) == 0 {
@@ -210,9 +197,9 @@ func (s *Store) ChangePIN(oldPIN, newPIN []byte) error {
 	case code == pkcs11.CKR_PIN_INCORRECT:
 		return s.wrongPIN("change PIN", err, flags)
 	case code == pkcs11.CKR_PIN_LOCKED:
-		return fmt.Errorf("certsrc: change PIN: %w (%w)", piv.ErrPINBlocked, err)
+		return fmt.Errorf("%w (change PIN: %w)", ErrPINBlocked, err)
 	case code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_INVALID:
-		return fmt.Errorf("certsrc: change PIN: %w (%w)", ErrPINFormat, err)
+		return fmt.Errorf("%w (change PIN: %w)", ErrPINFormat, err)
 	case code == pkcs11.CKR_FUNCTION_NOT_SUPPORTED, code == pkcs11.CKR_SESSION_READ_ONLY,
 		code == pkcs11.CKR_TOKEN_WRITE_PROTECTED:
 		return fmt.Errorf("certsrc: change PIN: %w (%w)", errors.ErrUnsupported, err)
