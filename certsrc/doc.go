@@ -150,6 +150,15 @@
 // on one token share it. softhsm2 reads SOFTHSM2_CONF when the module is
 // initialised. A Store is safe for concurrent use; calls are serialised.
 //
+// # Building without cgo
+//
+// The PKCS#11 binding (github.com/miekg/pkcs11) needs cgo. Without it the
+// package still builds, for every system: ParseURI, URI.ModuleFile,
+// ParseSlot, ParseSlotMapping and the types work, and Open fails with
+// ErrNoPKCS11Support. Module files are found as each system names them
+// (URI.ModuleFile): shared objects on Linux and the BSDs, .dylib (or .so)
+// on macOS, DLLs on Windows, which has no p11-kit configuration to read.
+//
 // # References
 //
 //   - RFC 7512, The PKCS #11 URI Scheme.

@@ -9,6 +9,11 @@ import (
 // carries the CKR_ code (match it with errors.As); a wrong PIN is a
 // *PINError.
 var (
+	// ErrNoPKCS11Support: this program was built without cgo, which the
+	// PKCS#11 binding needs, so Open cannot load a module. Everything else
+	// (ParseURI, ParseSlotMapping, URI.ModuleFile) works.
+	ErrNoPKCS11Support = errors.New("certsrc: this build has no PKCS#11 support (built without cgo)")
+
 	// ErrNoModule: the URI names no module, or the module cannot be found
 	// or loaded.
 	ErrNoModule = errors.New("certsrc: no PKCS#11 module")

@@ -1,3 +1,5 @@
+//go:build cgo
+
 //lint:file-ignore SA1019 the card decrypts PKCS #1 v1.5, which PIV clients send (OpenSC CKM_RSA_PKCS, piv-go), and Decrypt takes rsa.PKCS1v15DecryptOptions as crypto/tls passes it: the tests need such ciphertexts and options
 
 package certsrc_test

@@ -104,7 +104,8 @@ var (
 // in: the PIN comes later, through Login.
 //
 // Errors wrap ErrNoModule, ErrTokenNotFound, ErrAmbiguousToken or
-// ErrMapping, and the pkcs11.Error of a failed call.
+// ErrMapping, and the pkcs11.Error of a failed call. In a build without cgo
+// Open always fails with ErrNoPKCS11Support.
 func Open(ctx context.Context, u *URI, cfg Config) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("certsrc: open: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -128,6 +129,9 @@ func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 		cfg.Slots[slot] = sel
 	}
 	st, err := certsrc.Open(ctx, u, cfg)
+	if errors.Is(err, certsrc.ErrNoPKCS11Support) {
+		return nil, cli.WithHint(err, "this vscclient-go was built without cgo; rebuild it with CGO_ENABLED=1 and a C compiler (mingw-w64 on Windows) for --card pkcs11:..., or use --card pcsc")
+	}
 	if err != nil {
 		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module MODULE --list-token-slots --list-objects")
 	}
