@@ -44,6 +44,23 @@ func ExampleParseSlotMapping() {
 	// slot 9E: none
 }
 
+func ExampleParseSlot() {
+	for _, name := range []string{"9a", "9E", "9b"} {
+		slot, err := certsrc.ParseSlot(name)
+		if err != nil {
+			fmt.Println(name, "is not a slot a Store fills:", errors.Is(err, certsrc.ErrMapping))
+			continue
+		}
+		fmt.Printf("%s is key reference %#02x\n", slot, byte(slot))
+	}
+	fmt.Println(certsrc.Slots)
+	// Output:
+	// 9A is key reference 0x9a
+	// 9E is key reference 0x9e
+	// 9b is not a slot a Store fills: true
+	// [9A 9C 9D 9E]
+}
+
 // Open a token, see what it presents, log in with a PIN and sign in the
 // token with the key of the Digital Signature slot, a crypto.Signer.
 func ExampleOpen() {
