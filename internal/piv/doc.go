@@ -1,8 +1,9 @@
 // Package piv is an emulated PIV card: the PIV Card Application of NIST SP
 // 800-73-4 answering command APDUs over a Store that holds the certificates,
 // the keys and the PIN. The applet never sees key material; it knows nothing
-// of PKCS#11 (package certsrc adapts a PKCS#11 token to Store; package
-// internal/softstore is a Store in memory).
+// of PKCS#11 (package internal/tokenstore adapts a PKCS#11 token, opened
+// with package certsrc, to Store; package internal/softstore is a Store in
+// memory).
 //
 // # The card
 //

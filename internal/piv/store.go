@@ -24,8 +24,8 @@ var Slots = []Slot{SlotAuthentication, SlotSignature, SlotKeyManagement, SlotCar
 func (s Slot) String() string { return fmt.Sprintf("%02X", byte(s)) }
 
 // Store is what the applet knows of the token that holds its certificates and
-// keys: a PKCS#11 token (package certsrc) or the software store. The applet
-// never sees key material, only operations.
+// keys: a PKCS#11 token (certsrc, through internal/tokenstore) or the
+// software store. The applet never sees key material, only operations.
 //
 // Implementations must be safe for use by one goroutine at a time; the applet
 // serialises its calls.
