@@ -11,8 +11,13 @@ TESTFLAGS ?=
 # staticcheck at a pinned version, fetched by the go command (nothing is
 # added to go.mod).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# The version the commands print with --version (scripts/version.sh: git
+# describe, or v0.0.0-DATE-HASH before the first tag).
+VERSION   ?= $(shell scripts/version.sh)
+LDFLAGS   := -X github.com/vscardkit/vscardkit/internal/cli.version=$(VERSION)
+DIST      ?= dist
 
-.PHONY: help deps build demo demo-vm test bench soak fuzz vet lint tidy-check clean
+.PHONY: help deps build-deps build demo demo-vm test bench soak fuzz vet lint tidy-check deb clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -20,13 +25,16 @@ help: ## list the targets
 deps: ## install the Debian packages the build and tests need (root; idempotent)
 	@scripts/install-deps.sh
 
-build: deps ## build the commands into bin/
-	$(GO) build -o $(BIN)/ ./cmd/...
+build-deps: ## install just what make build needs: gcc, pkg-config, libpcsclite-dev (root; idempotent)
+	@scripts/install-deps.sh --build
 
-demo: build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
+build: ## build the commands into bin/, stamped with VERSION (needs gcc, pkg-config, libpcsclite-dev)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+demo: deps build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
 	$(GO) run ./internal/cmd/demo --bin $(BIN)
 
-demo-vm: build ## a real Linux guest under QEMU uses vscclient-go's soft card: reader, ATR, PIV objects, a signature verified on the host
+demo-vm: deps build ## a real Linux guest under QEMU uses vscclient-go's soft card: reader, ATR, PIV objects, a signature verified on the host
 	$(GO) run ./internal/cmd/demo-vm --bin $(BIN)
 
 vet: ## go vet, and gofmt must have nothing to say
@@ -52,5 +60,8 @@ soak: deps ## 1,000,000 APDUs and 1,000 host reconnects through vscclient-go --c
 fuzz: ## run every fuzz target for FUZZTIME each (default 5m)
 	@scripts/fuzz.sh $(FUZZTIME)
 
+deb: ## build dist/vscardkit_VERSION_amd64.deb (DIST=dir): the commands, systemd units, man pages, completion
+	VERSION=$(VERSION) scripts/mkdeb.sh $(DIST)
+
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

@@ -2,12 +2,18 @@
 # install-deps.sh: install the Debian packages vscardkit's build, tests and
 # demos need. Idempotent: it runs `apt-get update` at most once, and only when
 # a package is missing. Needs root (or sudo) on a Debian 12 machine.
+#
+#   scripts/install-deps.sh           everything (make deps)
+#   scripts/install-deps.sh --build   only what `make build` needs (make build-deps)
 set -eu
 
-PACKAGES="
+BUILD_PACKAGES="
 gcc
 pkg-config
 libpcsclite-dev
+"
+
+PACKAGES="$BUILD_PACKAGES
 pcscd
 libccid
 pcsc-tools
@@ -28,7 +34,21 @@ procps
 libxml2-utils
 udev
 openssh-server
+dpkg-dev
+man-db
+bash-completion
+systemd
+adduser
 "
+
+case ${1:-} in
+"") ;;
+--build) PACKAGES=$BUILD_PACKAGES ;;
+*)
+	echo "usage: scripts/install-deps.sh [--build]" >&2
+	exit 2
+	;;
+esac
 
 missing=""
 for p in $PACKAGES; do

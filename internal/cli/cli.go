@@ -101,8 +101,12 @@ func NewLogger(w io.Writer, level string, json bool) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// Version is set at link time (-ldflags "-X .../internal/cli.Version=v1.2.3");
-// otherwise Version() reports the module version or VCS revision.
+// version is set at link time, as `make build` does:
+//
+//	go build -ldflags "-X github.com/vscardkit/vscardkit/internal/cli.version=v1.2.3"
+//
+// (scripts/version.sh says what make stamps). When it is empty, Version
+// reports the module version or the VCS revision.
 var version = ""
 
 // Version returns the program's version.
