@@ -5,6 +5,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // Exit codes.
@@ -88,18 +90,39 @@ func Report(w io.Writer, prog string, err error) int {
 }
 
 // NewLogger returns a text (or JSON) slog logger on w at level ("debug",
-// "info", "warn", "error").
+// "info", "warn", "error"). When w is the stream systemd connected to the
+// journal ($JOURNAL_STREAM names its device and inode, as for a service's
+// stderr), records carry no time: the journal stamps every line itself.
 func NewLogger(w io.Writer, level string, json bool) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, Usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if json {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	if journalStream(w, os.Getenv("JOURNAL_STREAM")) {
+		h = untimed{h}
+	}
+	return slog.New(h), nil
 }
+
+// untimed is a handler whose records have no time: slog's handlers leave
+// out a zero time, and an attribute the caller named "time" stays.
+type untimed struct{ slog.Handler }
+
+func (u untimed) Handle(ctx context.Context, r slog.Record) error {
+	r.Time = time.Time{}
+	return u.Handler.Handle(ctx, r)
+}
+
+func (u untimed) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return untimed{u.Handler.WithAttrs(attrs)}
+}
+
+func (u untimed) WithGroup(name string) slog.Handler { return untimed{u.Handler.WithGroup(name)} }
 
 // version is set at link time, as `make build` does:
 //
