@@ -61,7 +61,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 5m)
 	@scripts/fuzz.sh $(FUZZTIME)
 
 deb: ## build dist/vscardkit_VERSION_amd64.deb (DIST=dir): the commands, systemd units, man pages, completion
-	VERSION=$(VERSION) scripts/mkdeb.sh $(DIST)
+	VERSION=$(VERSION) GO=$(GO) scripts/mkdeb.sh $(DIST)
 
 clean: ## remove build output
 	rm -rf $(BIN) $(DIST)
