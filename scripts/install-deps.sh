@@ -39,6 +39,7 @@ man-db
 bash-completion
 systemd
 adduser
+strace
 "
 
 case ${1:-} in
