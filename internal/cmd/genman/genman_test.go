@@ -239,8 +239,8 @@ func TestCompletion(t *testing.T) {
 		line string
 		want []string
 	}{
-		{"vscclient-go ", []string{"config", "readers"}},
-		{"vscclient-go re", []string{"readers"}},
+		{"vscclient-go ", []string{"config", "readers", "rearm", "serve", "status"}},
+		{"vscclient-go re", []string{"readers", "rearm"}},
 		{"vscclient-go config ", []string{"tls-certs"}},
 		// A subcommand only right after the program: here "readers" is
 		// --connect's value.
