@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,6 +193,51 @@ func TestPackage(t *testing.T) {
 			if err := verifyUnits(t, r, dir+"/vscardkit.service"); err == nil {
 				t.Errorf("systemd-analyze verify accepts a unit with a %s", name)
 			}
+		}
+	})
+
+	// The service's own command line, as systemd would run it: its user,
+	// its runtime directory, the packaged configuration (whose example
+	// domains libvirt does not know here: the service must come up
+	// anyway, and say so for each).
+	t.Run("execstart", func(t *testing.T) {
+		unit := r.must(t, "cat", "/lib/systemd/system/vscardkit.service")
+		m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(unit)
+		if m == nil {
+			t.Fatal("vscardkit.service has no ExecStart")
+		}
+		execStart := strings.Fields(m[1])
+		r.must(t, "install", "-d", "-o", "vscardkit", "-g", "vscardkit", "-m", "0750", "/run/vscardkit")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := r.command(ctx, append([]string{"setpriv", "--reuid=vscardkit", "--regid=vscardkit", "--init-groups", "--"}, execStart...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var cards string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			st, err := r.run(t, "", "/usr/bin/vscclient-go", "status", "--json", "--control", "/run/vscardkit/control.sock")
+			if err == nil && strings.Count(st, `"card":`) == 3 {
+				cards = st
+				break
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("%s exited: %v\n%s", strings.Join(execStart, " "), err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no status with the 3 example domains in 30 s (%v)\n%s", strings.Join(execStart, " "), err, out.String())
+			}
+		}
+		t.Logf("ExecStart=%s: up, %d bytes of status", strings.Join(execStart, " "), len(cards))
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-exited; err != nil {
+			t.Errorf("%s on SIGTERM: %v\n%s", strings.Join(execStart, " "), err, out.String())
 		}
 	})
 
