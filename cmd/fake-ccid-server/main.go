@@ -7,12 +7,11 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,12 +36,16 @@ Examples:
 
   # Play the guest: once a card is present, run a script of APDUs
   fake-ccid-server --script select-piv.apdu --once
-  #   select-piv.apdu: one hex APDU per line, '#' comments, and an optional
-  #   expected status word (XX matches any byte):
+  #   select-piv.apdu: one APDU per line in hex (one word, or bytes spaced
+  #   or colon-separated as opensc-tool prints them), '#' comments, and an
+  #   optional expected status word (XX matches any byte):
   #     00A4040009A00000030800001000 9000
-  #     00CB3FFF055C035FC105 61XX
+  #     00 CB 3F FF 05 5C 03 5F C1 05 61XX
+  #   Each step prints its status word and what it means (63C1: wrong PIN,
+  #   1 try left).
 
-  # Hand the client's card to the local pcscd (vsmartcard-vpcd reader)
+  # Hand the client's card to the local pcscd (vsmartcard-vpcd reader); while
+  # the reader is not reachable it says so and keeps trying
   fake-ccid-server --vpcd 127.0.0.1:35963
   opensc-tool --list-readers
 
@@ -74,12 +77,13 @@ type options struct {
 	tlsCert      string
 	tlsKey       string
 	tlsCA        string
+	addr         listenAddr // --listen, parsed
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := cli.FlagSet(prog, usage, stderr)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:2001", "`address` to listen on: HOST:PORT ([IPv6]:PORT) or unix:PATH")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:2001", "`address` to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH (tcp://, tls:// and unix:// as --connect writes them are taken too)")
 	fs.BoolVar(&o.once, "once", false, "exit when the first client leaves")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
 	fs.StringVar(&o.script, "script", "", "once a card is present, send the APDUs in `FILE` and exit 0 if every expectation held, 1 otherwise")
@@ -98,8 +102,32 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return nil, cli.Usagef("--tls-cert and --tls-key go together")
+	addr, err := parseListen(o.listen)
+	if err != nil {
+		return nil, err
+	}
+	if addr.tls && o.tlsCert == "" && o.tlsKey == "" {
+		return nil, cli.WithHint(cli.Usagef("--listen %s needs --tls-cert and --tls-key", o.listen),
+			"make them with: vscclient-go config tls-certs DIR")
+	}
+	o.addr = addr
+	if o.vpcd != "" {
+		host, port, err := net.SplitHostPort(o.vpcd)
+		if err == nil {
+			var n int
+			if n, err = checkPort(port); err == nil && n == 0 {
+				err = errors.New("port 0")
+			}
+		}
+		if err != nil || host == "" {
+			return nil, cli.WithHint(cli.Usagef("--vpcd %q: want the vpcd reader's HOST:PORT", o.vpcd), "vpcd listens on 127.0.0.1:35963 for slot 0 (see /etc/reader.conf.d/vpcd)")
+		}
+	}
+	if o.tlsCert != "" && o.tlsKey == "" {
+		return nil, cli.WithHint(cli.Usagef("--tls-cert needs --tls-key, the certificate's private key"), "add --tls-key FILE (server-key.pem)")
+	}
+	if o.tlsKey != "" && o.tlsCert == "" {
+		return nil, cli.WithHint(cli.Usagef("--tls-key needs --tls-cert, the certificate it goes with"), "add --tls-cert FILE (server-cert.pem)")
 	}
 	if o.tlsCA != "" && o.tlsCert == "" {
 		return nil, cli.Usagef("--tls-ca needs --tls-cert and --tls-key")
@@ -132,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		script.getResponse = o.getResponse
 	}
-	l, err := listen(o.listen)
+	l, err := listen(o.addr)
 	if err != nil {
 		return err
 	}
@@ -197,19 +225,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-}
-
-// listen opens HOST:PORT (TCP, IPv4 or IPv6) or unix:PATH.
-func listen(addr string) (net.Listener, error) {
-	network := "tcp"
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		network, addr = "unix", path
-		os.Remove(path) // a stale socket from an earlier run
-	}
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		hint := "is another fake-ccid-server or a QEMU already listening there? choose another --listen address"
-		return nil, cli.WithHint(fmt.Errorf("listening on %s: %w", addr, err), hint)
-	}
-	return l, nil
 }

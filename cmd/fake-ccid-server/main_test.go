@@ -67,10 +67,10 @@ func TestUsage(t *testing.T) {
 	}{
 		{[]string{"--help"}, 0, "Examples:"},
 		{[]string{"--version"}, 0, "fake-ccid-server "},
-		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--bogus"}, 2, "unknown flag --bogus"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"--script", "x", "--vpcd", "y:1"}, 2, "--script and --vpcd cannot be used together"},
-		{[]string{"--tls-cert", "c"}, 2, "--tls-cert and --tls-key go together"},
+		{[]string{"--tls-cert", "c"}, 2, "--tls-cert needs --tls-key"},
 		{[]string{"--timeout", "1s"}, 2, "--timeout applies to --script"},
 		{[]string{"--script", badHex}, 1, "bad.apdu:2: APDU is not hex"},
 		{[]string{"--script", badSW}, 1, `expected status word "90"`},

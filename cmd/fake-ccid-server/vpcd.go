@@ -41,11 +41,19 @@ func (v *vpcdCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return resp, nil
 }
 
+// vpcdHint is what to check when the vpcd reader cannot be reached.
+const vpcdHint = "is pcscd running with the vpcd reader (package vsmartcard-vpcd)? its port is in /etc/reader.conf.d/vpcd (35963 for slot 0 by default)"
+
 // serveVPCD keeps a vpcd card connected while the VSCard client has a card
 // in, and pulled out otherwise, until ctx ends. changed is signalled after
 // every change of the host's state that can present or pull the card
 // (the host emits its events once its state is updated), so a coalesced
 // signal loses nothing: the loop reads the state afresh.
+//
+// The card dials vpcd in the background and keeps trying while the reader
+// is not reachable: the first failure of each run is a warning that says
+// so, the others are quiet (debug), and the vpcd package logs the card
+// connected once it is.
 func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed <-chan struct{}, log *slog.Logger) error {
 	h := &vpcdCard{srv: srv, log: log}
 	var card *vpcd.Card
@@ -57,16 +65,21 @@ func serveVPCD(ctx context.Context, srv *vscardtest.Server, addr string, changed
 		}
 	}
 	defer pull()
+	dialFailed := func(err error, failures int) {
+		if failures == 1 {
+			log.Warn("vpcd: the local reader is not reachable; trying again quietly until it is", "vpcd", addr, "err", err, "hint", vpcdHint)
+		}
+	}
 	for {
 		present := h.ATR() != nil
 		switch {
 		case present && card == nil:
-			c, err := vpcd.Dial(ctx, addr, vpcd.Config{Handler: h, Reconnect: true, Logger: log})
+			c, err := vpcd.Dial(ctx, addr, vpcd.Config{Handler: h, Reconnect: true, Logger: log, DialFailed: dialFailed})
 			if err != nil {
-				return cli.WithHint(err, "is pcscd running with the vpcd reader (package vsmartcard-vpcd)? its port is in /etc/reader.conf.d/vpcd")
+				return cli.WithHint(err, vpcdHint)
 			}
 			card = c
-			log.Info("vpcd: card presented to the local reader", "vpcd", addr)
+			log.Debug("vpcd: presenting the card to the local reader", "vpcd", addr)
 		case !present:
 			pull()
 		}

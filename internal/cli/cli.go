@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,7 +66,10 @@ type Failed struct{ Code int }
 func (f Failed) Error() string { return fmt.Sprintf("exit status %d", f.Code) }
 
 // Report prints err as "prog: error: ..." and its hint, if any, to w and
-// returns the exit code.
+// returns the exit code. The message is Message(err): without the usage
+// marker and without the package prefixes of vscardkit's libraries, which
+// name code rather than what went wrong. A usage error without a hint gets
+// "run 'prog --help' for usage".
 func Report(w io.Writer, prog string, err error) int {
 	if err == nil {
 		return ExitOK
@@ -74,19 +78,40 @@ func Report(w io.Writer, prog string, err error) int {
 	if errors.As(err, &f) {
 		return f.Code
 	}
-	msg := err.Error()
 	code := ExitFailure
 	if errors.Is(err, ErrUsage) {
-		msg = strings.TrimPrefix(msg, ErrUsage.Error()+": ")
 		code = ExitUsage
 	}
-	fmt.Fprintf(w, "%s: error: %s\n", prog, msg)
+	fmt.Fprintf(w, "%s: error: %s\n", prog, Message(err))
 	if h := Hint(err); h != "" {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	} else if code == ExitUsage {
 		fmt.Fprintf(w, "hint: run '%s --help' for usage\n", prog)
 	}
 	return code
+}
+
+// internalPrefixes are the package names that start the errors of
+// vscardkit's packages ("certsrc: ..."), as Go's style wants of a library.
+// A user reads what went wrong, not where: Message drops them.
+var internalPrefixes = []string{
+	"apdu", "bridge", "certsrc", "configcli", "pcscsource", "piv", "procnet",
+	"softstore", "testcard", "tlscerts", "vpcd", "vscardtest", "xmlconfig",
+}
+
+// Message returns err's text as a command prints it: without the usage
+// marker of Usagef and without the package prefixes of vscardkit's
+// internal packages, at the start or after a wrapping "...: ".
+func Message(err error) string {
+	msg := err.Error()
+	if errors.Is(err, ErrUsage) {
+		msg = strings.Replace(msg, ErrUsage.Error()+": ", "", 1)
+	}
+	for _, p := range internalPrefixes {
+		msg = strings.TrimPrefix(msg, p+": ")
+		msg = strings.ReplaceAll(msg, ": "+p+": ", ": ")
+	}
+	return msg
 }
 
 // NewLogger returns a text (or JSON) slog logger on w at level ("debug",
@@ -194,22 +219,119 @@ func FlagSet(prog, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// Parse parses args with fs, adding a --version flag. --help and --version
-// print what they print and return Failed{ExitOK}; a bad flag (already
-// reported by fs) returns Failed{ExitUsage}.
+// Parse parses args with fs, adding a --version flag. --help prints fs's
+// usage and --version the version; both return Failed{ExitOK}. A bad flag
+// returns a usage error in the commands' style (see ParseFlags), with the
+// hint "run 'NAME --help' for usage", NAME being fs's name.
 func Parse(fs *flag.FlagSet, args []string) error {
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
 			return Failed{Code: ExitOK}
 		}
-		return Failed{Code: ExitUsage}
+		return WithHint(err, fmt.Sprintf("run '%s --help' for usage", fs.Name()))
 	}
 	if *version {
 		fmt.Fprintln(fs.Output(), fs.Name(), Version())
 		return Failed{Code: ExitOK}
 	}
 	return nil
+}
+
+// ParseFlags parses args with fs without letting package flag print
+// anything: -h and --help return flag.ErrHelp (the caller prints the
+// usage), and a bad flag returns a usage error that says what is wrong in
+// the double-dash style users type: "unknown flag --bogus",
+// `--max-backoff "abc": want a duration such as 500ms, 2s or 1m`.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	// Each flag's Set is watched, so that a bad value is reported with the
+	// flag it was given to and the reason, not flag's generic message.
+	var bad *badValue
+	var watched []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Value = &watchedValue{Value: f.Value, name: f.Name, bad: &bad}
+		watched = append(watched, f)
+	})
+	err := fs.Parse(args)
+	for _, f := range watched {
+		f.Value = f.Value.(*watchedValue).Value
+	}
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		return flag.ErrHelp
+	case bad != nil:
+		return bad.usageError()
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return Usagef("unknown flag --%s", strings.TrimPrefix(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return Usagef("--%s needs a value", strings.TrimPrefix(name, "-"))
+	}
+	if arg, ok := strings.CutPrefix(msg, "bad flag syntax: "); ok {
+		return Usagef("bad flag syntax %q: write --name or --name=value", arg)
+	}
+	return Usagef("%s", msg)
+}
+
+// watchedValue records its flag's failed Set.
+type watchedValue struct {
+	flag.Value
+	name string
+	bad  **badValue
+}
+
+func (v *watchedValue) Set(s string) error {
+	err := v.Value.Set(s)
+	if err != nil && *v.bad == nil {
+		*v.bad = &badValue{name: v.name, value: s, err: err, v: v.Value}
+	}
+	return err
+}
+
+// IsBoolFlag keeps a boolean flag boolean (--json, not --json true).
+func (v *watchedValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// badValue is a flag's value that its Set refused.
+type badValue struct {
+	name, value string
+	err         error
+	v           flag.Value
+}
+
+func (b *badValue) usageError() error {
+	var want string
+	if g, ok := b.v.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case time.Duration:
+			want = "want a duration such as 500ms, 2s or 1m"
+		case bool:
+			want = "want true or false"
+		case int, int64, uint, uint64:
+			want = "want a whole number"
+			if _, err := strconv.ParseInt(b.value, 0, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+				want = "out of range"
+			}
+		case float64:
+			want = "want a number"
+		}
+	}
+	if want == "" {
+		want = b.err.Error()
+	}
+	return Usagef("--%s %q: %s", b.name, b.value, want)
 }
 
 // ReadPINFile reads a PIN from the first line of a file, so that it never

@@ -146,13 +146,11 @@ func report(err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return cli.ExitOK
 	}
-	msg := strings.TrimPrefix(err.Error(), "xmlconfig: ")
 	code := cli.ExitFailure
 	if errors.Is(err, cli.ErrUsage) {
-		msg = strings.TrimPrefix(msg, cli.ErrUsage.Error()+": ")
 		code = cli.ExitUsage
 	}
-	fmt.Fprintf(stderr, "%s: error: %s\n", Program, msg)
+	fmt.Fprintf(stderr, "%s: error: %s\n", Program, cli.Message(err))
 	hint := cli.Hint(err)
 	if hint == "" {
 		hint = hintFor(err)
@@ -192,6 +190,19 @@ type certList []string
 func (l *certList) String() string     { return strings.Join(*l, ",") }
 func (l *certList) Set(s string) error { *l = append(*l, s); return nil }
 
+// portValue is --port: a number (xmlconfig checks its range).
+type portValue int
+
+func (p *portValue) String() string { return strconv.Itoa(int(*p)) }
+func (p *portValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a TCP port number, 1 to 65535")
+	}
+	*p = portValue(n)
+	return nil
+}
+
 // options are the parsed flags of `config`.
 type options struct {
 	c         xmlconfig.Config
@@ -219,7 +230,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&mode, "mode", string(xmlconfig.Passthrough), "")
 	fs.StringVar(&transport, "transport", "", "")
 	fs.StringVar(&host, "host", "", "")
-	fs.IntVar(&port, "port", 0, "")
+	fs.Var((*portValue)(&port), "port", "")
 	fs.StringVar(&socket, "socket", "", "")
 	fs.BoolVar(&useTLS, "tls", false, "")
 	fs.StringVar(&tlsDir, "tls-dir", "", "")
@@ -233,11 +244,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.format, "format", "all", "")
 	fs.StringVar(&o.domain, "domain", "", "")
 	fs.StringVar(&o.newDomain, "new-domain", "", "")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, cli.WithHint(cli.Usagef("%v", err), "run 'vscclient-go config --help' for the flags and examples")
+		return nil, cli.WithHint(err, "run 'vscclient-go config --help' for the flags and examples")
 	}
 	if fs.NArg() > 0 {
 		return nil, cli.WithHint(cli.Usagef("unexpected argument %q", fs.Arg(0)),

@@ -27,12 +27,12 @@ func runTLSCerts(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&clientName, "client-name", "", "")
 	fs.StringVar(&days, "days", "825", "")
 	fs.BoolVar(&force, "force", false, "")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, tlsUsage)
 			return err
 		}
-		return cli.WithHint(cli.Usagef("%v", err), "run 'vscclient-go config tls-certs --help'")
+		return cli.WithHint(err, "run 'vscclient-go config tls-certs --help'")
 	}
 	if fs.NArg() != 1 {
 		return cli.WithHint(cli.Usagef("tls-certs takes one directory"), "vscclient-go config tls-certs [--host NAME]... DIR")

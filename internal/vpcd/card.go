@@ -33,6 +33,14 @@ type Config struct {
 	// Logger receives debug records (frame kinds and lengths, never APDU
 	// contents) and connection changes. Nil means no logging.
 	Logger *slog.Logger
+
+	// DialFailed, when set, is called after each failed connection attempt
+	// of a card with Reconnect, from the card's goroutine (it must not
+	// block), with the error and how many attempts in a row have failed
+	// since the card was dialed or last connected (1 for the first). A
+	// program can say at once that the reader is not reachable, while the
+	// card keeps trying quietly.
+	DialFailed func(err error, failures int)
 }
 
 const (
@@ -111,6 +119,7 @@ func dial(ctx context.Context, addr string) (net.Conn, error) {
 func (c *Card) run(ctx context.Context, conn net.Conn) {
 	defer close(c.done)
 	absentPolls := 0 // presence polls answered "no card" during Remove
+	failures := 0    // failed dials since the last connection
 	var b Backoff
 	b.Min, b.Max = c.cfg.MinBackoff, c.cfg.MaxBackoff
 	for {
@@ -122,12 +131,16 @@ func (c *Card) run(ctx context.Context, conn net.Conn) {
 					return
 				}
 				c.log.Debug("vpcd: dial failed", "addr", c.addr, "err", err)
+				if failures++; c.cfg.DialFailed != nil {
+					c.cfg.DialFailed(err, failures)
+				}
 				if !sleep(ctx, b.Next()) {
 					return
 				}
 				continue
 			}
 		}
+		failures = 0
 		c.sessions.Add(1)
 		c.connected.Store(true)
 		c.log.Info("vpcd: card connected", "addr", c.addr)

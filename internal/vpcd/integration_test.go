@@ -200,3 +200,54 @@ func TestRemove(t *testing.T) {
 	// and an insertion is checked with PC/SC events in package reader
 	// (TestWatchCards).
 }
+
+// TestDialFailed checks that a card with Reconnect reports its failed
+// dials, counted from its last connection, while it keeps trying.
+func TestDialFailed(t *testing.T) {
+	p := harness.StartPCSCD(t, harness.PCSCDOptions{})
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	failures := make(chan int, 1000)
+	h := &recorder{atr: []byte{0x3B, 0x80, 0x80, 0x01, 0x01}, reply: func(context.Context, []byte) ([]byte, error) { return []byte{0x90, 0x00}, nil }}
+	card, err := Dial(context.Background(), p.VPCDAddr(0), Config{
+		Handler: h, Reconnect: true, MaxBackoff: 100 * time.Millisecond,
+		DialFailed: func(err error, n int) {
+			if err == nil {
+				t.Errorf("DialFailed with a nil error")
+			}
+			failures <- n
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer card.Close()
+	next := func() int {
+		t.Helper()
+		select {
+		case n := <-failures:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no failed dial reported")
+			return 0
+		}
+	}
+	if n := next(); n != 1 {
+		t.Fatalf("first failure counted %d", n)
+	}
+	if n := next(); n != 2 {
+		t.Fatalf("second failure counted %d", n)
+	}
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, 10*time.Second, "the card to connect", card.Connected)
+	for len(failures) > 0 {
+		<-failures // dials that failed before pcscd was back
+	}
+	p.Kill()
+	if n := next(); n != 1 {
+		t.Fatalf("the first failure after a connection counted %d", n)
+	}
+}

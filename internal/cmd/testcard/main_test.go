@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/harness"
 )
 
@@ -22,8 +23,17 @@ func TestUsageErrors(t *testing.T) {
 		{"--bogus"},
 	} {
 		var stderr bytes.Buffer
-		if err := run(args, &stderr); err == nil {
+		err := run(args, &stderr)
+		if err == nil {
 			t.Errorf("run(%q) succeeded", args)
+			continue
+		}
+		// One style: "testcard: error: ..." and a hint, exit 2, and
+		// nothing from package flag.
+		var report bytes.Buffer
+		if code := cli.Report(&report, "testcard", err); code != cli.ExitUsage || stderr.Len() > 0 ||
+			!strings.HasPrefix(report.String(), "testcard: error: ") || !strings.Contains(report.String(), "\nhint: ") {
+			t.Errorf("run(%q): exit %d, printed %q, reported %q", args, code, stderr.String(), report.String())
 		}
 	}
 }
