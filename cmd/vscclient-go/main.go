@@ -195,6 +195,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.traceSecrets && !o.apduTrace {
 		return nil, cli.Usagef("--trace-secrets goes with --apdu-trace")
 	}
+	if fs.NArg() == 2 {
+		if err := checkPort(fs.Arg(1)); err != nil {
+			return nil, cli.WithHint(cli.Usagef("%v", err), portHint)
+		}
+	}
+	if o.tlsCert != "" && o.tlsKey == "" {
+		return nil, cli.WithHint(cli.Usagef("--tls-cert needs --tls-key, the certificate's private key"), "add --tls-key FILE (client-key.pem)")
+	}
+	if o.tlsKey != "" && o.tlsCert == "" {
+		return nil, cli.WithHint(cli.Usagef("--tls-key needs --tls-cert, the certificate it goes with"), "add --tls-cert FILE (client-cert.pem)")
+	}
 	return o, nil
 }
 
@@ -298,12 +309,12 @@ type target struct {
 }
 
 func parseTarget(s string) (target, error) {
-	hint := "write tcp://HOST:PORT, tcp://[::1]:PORT, unix:/path/to/socket or tls://HOST:PORT"
+	hint := connectHint
 	switch {
 	case strings.HasPrefix(s, "tcp://"), strings.HasPrefix(s, "tls://"):
 		addr := s[len("tcp://"):]
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			return target{}, cli.WithHint(cli.Usagef("--connect %q: want HOST:PORT after the scheme", s), hint)
+		if err := checkHostPort(s, addr); err != nil {
+			return target{}, err
 		}
 		return target{network: "tcp", address: addr, tls: strings.HasPrefix(s, "tls://")}, nil
 	case strings.HasPrefix(s, "unix:"):
@@ -312,6 +323,12 @@ func parseTarget(s string) (target, error) {
 			return target{}, cli.WithHint(cli.Usagef("--connect %q: no socket path", s), hint)
 		}
 		return target{network: "unix", address: path}, nil
+	case !strings.Contains(s, "://") && strings.Contains(s, ":"):
+		// HOST:PORT or [IPv6]:PORT: TCP, like HOST PORT.
+		if err := checkHostPort(s, s); err != nil {
+			return target{}, err
+		}
+		return target{network: "tcp", address: s}, nil
 	}
 	return target{}, cli.WithHint(cli.Usagef("--connect %q: unknown scheme", s), hint)
 }

@@ -72,8 +72,8 @@ func TestUsage(t *testing.T) {
 		stderr []string
 	}{
 		{nil, 2, []string{"vscclient-go: error: where is the VM? give HOST PORT, --connect or --domain", "hint: e.g. vscclient-go --domain win11"}},
-		{[]string{"--connect", "http://x:1"}, 2, []string{`--connect "http://x:1": unknown scheme`, "hint: write tcp://HOST:PORT"}},
-		{[]string{"--connect", "tcp://::1:2001"}, 2, []string{"want HOST:PORT"}},
+		{[]string{"--connect", "http://x:1"}, 2, []string{`--connect "http://x:1": unknown scheme`, "hint: write HOST:PORT, tcp://HOST:PORT"}},
+		{[]string{"--connect", "tcp://::1:2001"}, 2, []string{"an IPv6 address takes brackets", "tcp://[::1]:2001"}},
 		{[]string{"--card", "nfc", "h", "1"}, 2, []string{`--card "nfc": unknown card`}},
 		{[]string{"--trace-secrets", "h", "1"}, 2, []string{"--trace-secrets goes with --apdu-trace"}},
 		{[]string{"--tls-ca", "x", "h", "1"}, 2, []string{"--tls-* flags need --connect tls://"}},

@@ -15,6 +15,22 @@ import (
 // ErrNoCertificates is wrapped when a CA file holds no certificate.
 var ErrNoCertificates = errors.New("no certificates")
 
+// ErrIncompleteKeyPair is wrapped when a certificate file is given without
+// its key file, or a key file without its certificate.
+var ErrIncompleteKeyPair = errors.New("a certificate and its private key go together")
+
+// checkPair refuses one of certFile and keyFile without the other, which
+// tls.LoadX509KeyPair would report as a failure to open "".
+func checkPair(what, certFile, keyFile string) error {
+	switch {
+	case certFile != "" && keyFile == "":
+		return fmt.Errorf("tls: the %s certificate %s has no key file: %w", what, certFile, ErrIncompleteKeyPair)
+	case certFile == "" && keyFile != "":
+		return fmt.Errorf("tls: the %s key %s has no certificate file: %w", what, keyFile, ErrIncompleteKeyPair)
+	}
+	return nil
+}
+
 // Pool reads the PEM certificates in file.
 func Pool(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
@@ -41,7 +57,10 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 		}
 		c.RootCAs = pool
 	}
-	if certFile != "" || keyFile != "" {
+	if err := checkPair("client", certFile, keyFile); err != nil {
+		return nil, err
+	}
+	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls: loading the client certificate: %w", err)
@@ -55,6 +74,9 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 // and keyFile; with caFile set it requires and verifies client
 // certificates signed by that CA.
 func Server(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if err := checkPair("server", certFile, keyFile); err != nil {
+		return nil, err
+	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: loading the server certificate: %w", err)
