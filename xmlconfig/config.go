@@ -90,6 +90,7 @@ type Config struct {
 	// Transport is the chardev of a passthrough smartcard. Zero means TCP.
 	Transport Transport
 	// Host is the address QEMU listens on (TCP). Zero means DefaultHost.
+	// An IPv6 address may be written in brackets, as in a URL ("[::1]").
 	// An address that is not loopback without TLS is allowed, with a
 	// warning (see Warnings).
 	Host string
@@ -112,7 +113,8 @@ type Config struct {
 	// ClientTLSDir is the directory on the client's machine with
 	// ca-cert.pem, client-cert.pem and client-key.pem. Zero means TLSDir.
 	ClientTLSDir string
-	// ClientHost is the name or address the client dials. Zero means Host,
+	// ClientHost is the name or address the client dials (an IPv6 address
+	// in brackets or not, as Host). Zero means Host,
 	// which must then be a specific address (not 0.0.0.0 or ::). With
 	// TLS it must be a name the server certificate holds.
 	ClientHost string
@@ -225,6 +227,7 @@ func (c *Config) normalizeTransport() error {
 		if c.Host == "" {
 			c.Host = DefaultHost
 		}
+		c.Host, c.ClientHost = unbracket(c.Host), unbracket(c.ClientHost)
 		if err := checkHost("host", c.Host); err != nil {
 			return err
 		}
@@ -286,6 +289,17 @@ func (c Config) Validate() error {
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("xmlconfig: %w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// unbracket returns an IPv6 address written in brackets, as in a URL
+// ("[::1]"), without them, and anything else as it is.
+func unbracket(h string) string {
+	if inner, ok := strings.CutPrefix(h, "["); ok && strings.HasSuffix(inner, "]") {
+		if ip := net.ParseIP(strings.TrimSuffix(inner, "]")); ip != nil && ip.To4() == nil {
+			return strings.TrimSuffix(inner, "]")
+		}
+	}
+	return h
 }
 
 // checkHost accepts an IP address or a DNS name. Commas and spaces are

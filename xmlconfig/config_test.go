@@ -14,6 +14,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"tcp default host", Config{Port: 2001}, true},
 		{"tcp ipv6", Config{Host: "::1", Port: 2001}, true},
+		{"tcp ipv6 in brackets", Config{Host: "[::1]", ClientHost: "[fe80::1]", Port: 2001}, true},
 		{"tcp hostname", Config{Host: "vmhost.example", Port: 2001}, true},
 		{"tcp tls", Config{Port: 2001, TLS: true}, true},
 		{"tcp tls dir", Config{Port: 2001, TLS: true, TLSDir: "/srv/pki", ClientTLSDir: "/home/u/pki"}, true},
@@ -29,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{"port too big", Config{Port: 65536}, false},
 		{"bad host", Config{Host: "a b", Port: 1}, false},
 		{"host with comma", Config{Host: "a,b", Port: 1}, false},
+		{"name in brackets", Config{Host: "[vmhost.example]", Port: 1}, false},
+		{"ipv4 in brackets", Config{Host: "[127.0.0.1]", Port: 1}, false},
 		{"unknown mode", Config{Mode: "remote", Port: 1}, false},
 		{"unknown transport", Config{Transport: "udp", Port: 1}, false},
 		{"tls on unix", Config{Transport: Unix, Path: "/s", TLS: true}, false},

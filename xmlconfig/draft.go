@@ -25,6 +25,9 @@ import (
 //	  <serial type='spicevmc'/>
 //	</smartcard>
 //
+// Its examples sometimes leave out mode='passthrough', which the <serial>
+// child implies; the translation adds it.
+//
 // libvirt's schema rejects both. The current form puts the chardev type on
 // <smartcard> itself, names the TCP port service=, says that QEMU listens
 // with mode='bind' (a tcp source without a mode connects out), and takes
@@ -164,7 +167,13 @@ func translateDraft(elem []byte) (Config, []string, error) {
 		c, err := FromSmartcard(&sc)
 		return c, notes, err
 	}
-	if d.Mode != string(Passthrough) {
+	switch d.Mode {
+	case string(Passthrough):
+	case "":
+		// The draft's own examples left the mode out: only a
+		// passthrough smartcard has a chardev.
+		notes = append(notes, "added mode='passthrough' (the draft's <serial> chardev implies it)")
+	default:
 		return Config{}, nil, invalid("a <serial> chardev in mode %q: only passthrough smartcards have a chardev", d.Mode)
 	}
 	c := Config{Mode: Passthrough}

@@ -389,6 +389,26 @@ func TestUpgradeDraftTCP(t *testing.T) {
 	}
 }
 
+// The draft's own examples (and vscclient-go config --help) leave out
+// mode='passthrough': the <serial> child implies it.
+func TestUpgradeDraftNoMode(t *testing.T) {
+	e, err := UpgradeDraft(readFixture(t, "domain-draft-nomode.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Config.Mode != Passthrough || e.Config.Transport != TCP || e.Config.Port != 2001 {
+		t.Errorf("translated config %+v, want passthrough on TCP port 2001", e.Config)
+	}
+	if len(e.Notices) != 1 || !strings.Contains(e.Notices[0], "added mode='passthrough'") {
+		t.Errorf("notices %q do not say mode='passthrough' was added", e.Notices)
+	}
+	// A <serial> in another mode is still refused.
+	doc := strings.Replace(string(readFixture(t, "domain-draft-nomode.xml")), "<smartcard name='ccid'>", "<smartcard mode='host' name='ccid'>", 1)
+	if _, err := UpgradeDraft([]byte(doc)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("a draft <serial> in mode host: %v, want ErrInvalidConfig", err)
+	}
+}
+
 func TestUpgradeDraftSpiceVMC(t *testing.T) {
 	orig := readFixture(t, "domain-draft-spicevmc.xml")
 	e, err := UpgradeDraft(orig)
@@ -475,7 +495,7 @@ func TestUpgradeDraftForms(t *testing.T) {
 // and on success the original's lines survive and the result holds one
 // smartcard.
 func FuzzAddSmartcard(f *testing.F) {
-	for _, name := range []string{"domain-realworld.xml", "domain-minimal.xml", "domain-draft-tcp.xml", "domain-draft-spicevmc.xml", "domain-with-smartcard.xml"} {
+	for _, name := range []string{"domain-realworld.xml", "domain-minimal.xml", "domain-draft-tcp.xml", "domain-draft-nomode.xml", "domain-draft-spicevmc.xml", "domain-with-smartcard.xml"} {
 		b, err := os.ReadFile(filepath.Join(fixtures, name))
 		if err != nil {
 			f.Fatal(err)

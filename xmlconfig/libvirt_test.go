@@ -94,7 +94,7 @@ func TestSchemaAcceptsEverythingGenerated(t *testing.T) {
 			mustValidate(t, "the real-world domain with the smartcard", e.Domain)
 		})
 	}
-	for _, name := range []string{"domain-draft-tcp.xml", "domain-draft-spicevmc.xml"} {
+	for _, name := range []string{"domain-draft-tcp.xml", "domain-draft-nomode.xml", "domain-draft-spicevmc.xml"} {
 		t.Run(name, func(t *testing.T) {
 			draft := readFixture(t, name)
 			// The schema refuses the draft form (so this check can

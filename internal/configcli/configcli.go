@@ -18,12 +18,14 @@
 package configcli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -51,8 +53,9 @@ The smartcard (default: passthrough, QEMU listening on TCP 127.0.0.1:2001):
                         host: QEMU presents a card of the VM host's NSS database;
                         host-certificates: QEMU presents a card made of three NSS certificates
   --transport T         passthrough: tcp (default), unix or spicevmc
-  --host ADDR           address QEMU listens on (default 127.0.0.1; anything else without --tls
-                        lets whoever connects act as the guest's card)
+  --host ADDR           address QEMU listens on (default 127.0.0.1; an IPv6 address with or
+                        without brackets; anything else without --tls lets whoever connects
+                        act as the guest's card)
   --port N              TCP port QEMU listens on (default 2001)
   --socket PATH         unix socket QEMU listens on (with --transport unix)
   --tls                 TLS on the TCP chardev (libvirt: tls='yes'; the client needs a certificate)
@@ -80,15 +83,18 @@ What to print:
                         (<smartcard name='ccid'><serial type='tcp'>...) is translated when no
                         smartcard flag is given
   --new-domain NAME     print a minimal complete domain (TCG, 64 MiB, no disk) to try a setup
+  --output FILE         write to FILE instead of standard output, replacing it whole and only
+                        when everything succeeded (FILE may be the --domain file itself)
   -h, --help            this help
 
 Examples:
   # The default: libvirt XML, QEMU argv and client command for TCP 127.0.0.1:2001.
   vscclient-go config
 
-  # Add the smartcard to a domain and load it back into libvirt.
-  virsh dumpxml --inactive win11 | vscclient-go config --domain - --format xml > win11.xml
-  virsh define win11.xml
+  # Add the smartcard to a domain and load it back into libvirt. --output writes
+  # win11.xml only when the edit succeeded; '> win11.xml' would leave it empty.
+  virsh dumpxml --inactive win11 | vscclient-go config --domain - --format xml --output win11.xml &&
+    virsh define win11.xml
 
   # Over a unix socket.
   vscclient-go config --transport unix --socket /run/vscardkit/win11.sock
@@ -209,13 +215,14 @@ type options struct {
 	format    string
 	domain    string
 	newDomain string
+	output    string // --output FILE; "" for stdout
 	// cardFlags reports whether a flag that describes the smartcard was
 	// given (as opposed to output flags).
 	cardFlags bool
 }
 
 // outputFlags are the flags that do not describe the smartcard.
-var outputFlags = map[string]bool{"format": true, "domain": true, "new-domain": true}
+var outputFlags = map[string]bool{"format": true, "domain": true, "new-domain": true, "output": true}
 
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
@@ -244,6 +251,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.format, "format", "all", "")
 	fs.StringVar(&o.domain, "domain", "", "")
 	fs.StringVar(&o.newDomain, "new-domain", "", "")
+	fs.StringVar(&o.output, "output", "", "")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -334,11 +342,61 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	msgs = append(msgs, c.Warnings()...)
 
-	if err := write(stdout, o, c, domainXML); err != nil {
+	// Everything is put together before anything is written: a failure
+	// leaves stdout empty and --output's file as it was.
+	var out bytes.Buffer
+	if err := write(&out, o, c, domainXML); err != nil {
+		return err
+	}
+	if o.output != "" {
+		if err := writeFileAtomic(o.output, out.Bytes()); err != nil {
+			return err
+		}
+	} else if _, err := stdout.Write(out.Bytes()); err != nil {
 		return err
 	}
 	for _, m := range msgs {
 		fmt.Fprintf(stderr, "%s: %s\n", Program, m)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with b: it writes a temporary file in the
+// same directory and renames it over path, so that path has either its old
+// content or all of b. A new file gets mode 0644, an existing one keeps its
+// mode.
+func writeFileAtomic(path string, b []byte) (err error) {
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return cli.WithHint(fmt.Errorf("--output %s: not a regular file", path), "give --output a file name, or leave it out to print to standard output")
+		}
+		mode = fi.Mode().Perm()
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return cli.WithHint(fmt.Errorf("writing %s: %w", path, err), "check that the directory exists and that you may write in it")
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

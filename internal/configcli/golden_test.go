@@ -50,6 +50,8 @@ var cliCases = []struct {
 	{"domain-stdin", []string{"--domain", "-", "--format", "xml"}, "domain-minimal.xml", 0},
 	{"domain-draft-tcp", []string{"--domain", "-", "--format", "all"}, "domain-draft-tcp.xml", 0},
 	{"domain-draft-spicevmc", []string{"--domain", fixtures + "/domain-draft-spicevmc.xml", "--format", "xml"}, "", 0},
+	{"domain-draft-nomode", []string{"--domain", "-", "--format", "xml"}, "domain-draft-nomode.xml", 0},
+	{"ipv6-brackets", []string{"--host", "[::1]", "--port", "3000"}, "", 0},
 
 	{"error-draft-and-flags", []string{"--domain", fixtures + "/domain-draft-tcp.xml", "--port", "3000"}, "", 1},
 	{"error-second-smartcard", []string{"--domain", fixtures + "/domain-with-smartcard.xml"}, "", 1},

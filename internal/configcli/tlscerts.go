@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,8 +43,13 @@ func runTLSCerts(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, h := range hosts {
-		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " ,/") {
+	for i, h := range hosts {
+		// [::1] as in a URL is the address ::1.
+		if inner, ok := strings.CutPrefix(h, "["); ok && strings.HasSuffix(inner, "]") && net.ParseIP(strings.TrimSuffix(inner, "]")) != nil {
+			hosts[i] = strings.TrimSuffix(inner, "]")
+			continue
+		}
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " ,/[]") {
 			return cli.Usagef("--host %q is not a host name or address", h)
 		}
 	}
