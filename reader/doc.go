@@ -1,7 +1,8 @@
 // Package reader is a PC/SC client library for smart card readers: it
 // lists readers and chooses one, watches readers and cards come and go,
 // and talks to the card in a reader. It is built on github.com/ebfe/scard
-// (cgo, libpcsclite) and knows nothing of VSCard or QEMU.
+// (pcsc-lite or PCSC.framework through cgo, winscard.dll on Windows) and
+// knows nothing of VSCard or QEMU.
 //
 // # Readers
 //
@@ -10,7 +11,7 @@
 // (Index), or as the first reader holding a card (FirstWithCard);
 // ParseSelector turns a command-line argument into one of these. Errors say
 // what to do about them and match with errors.Is and errors.As:
-// ErrNoService ("no PC/SC service: is pcscd running?"), *NotFoundError
+// ErrNoService ("no PC/SC service: is pcscd running?" on Linux), *NotFoundError
 // (`reader "X" not found; readers present: A, B`), *AmbiguousError, and a
 // *PCSCError for every PC/SC failure, which matches the condition its code
 // stands for (ErrNoCard, ErrSharing, ErrReaderGone, ...).
@@ -41,11 +42,27 @@
 //
 // # Platform notes
 //
-// Listing and watching call pcsc-lite directly through cgo (see
-// sys_pcsclite.go: the pinned ebfe/scard's GetStatusChange is not safe to
-// call from two goroutines at once); in builds without pcsc-lite they fail
-// with ErrUnsupported. libpcsclite reads PCSCLITE_CSOCK_NAME (the daemon's
-// socket) once per process, at the first PC/SC call.
+// Linux (and other Unix systems with pcsc-lite): listing and watching
+// call pcsc-lite directly through cgo (see sys_pcsclite.go: the pinned
+// ebfe/scard's GetStatusChange is not safe to call from two goroutines at
+// once); cards go through ebfe/scard, also cgo. libpcsclite reads
+// PCSCLITE_CSOCK_NAME (the daemon's socket) once per process, at the first
+// PC/SC call.
+//
+// Windows: everything goes to winscard.dll without cgo (sys_windows.go for
+// status, ebfe/scard for cards), so CGO_ENABLED=0 builds have PC/SC. The PnP
+// pseudo-reader's state is fed back to winscard (its upper word counts the
+// readers; without it the call returns at once). Windows runs its Smart
+// Card service only while a reader is attached: with none, the service is
+// down (ErrNoService) and a Watcher waits for it as for a stopped pcscd.
+//
+// macOS: PCSC.framework through cgo (sys_darwin.go); it reports no event
+// counter, so a card pulled and reinserted between two looks may go
+// unseen.
+//
+// Without cgo on Linux or macOS there is no PC/SC: the package compiles,
+// and List, Watch and Connect fail with an error matching ErrUnsupported
+// ("this build has no PC/SC support (built without cgo)").
 //
 // References:
 //   - PC/SC Workgroup, Interoperability Specification for ICCs and Personal

@@ -10,8 +10,12 @@ import (
 // stands for.
 var (
 	// ErrNoService: the PC/SC service is not running (SCARD_E_NO_SERVICE,
-	// SCARD_E_SERVICE_STOPPED, or the connection to pcscd broke).
-	ErrNoService = errors.New("reader: no PC/SC service: is pcscd running?")
+	// SCARD_E_SERVICE_STOPPED, the connection to pcscd broke, or
+	// SCardEstablishContext failed with SCARD_F_INTERNAL_ERROR, as a
+	// winscard.dll without a service behind it does). Its text says what to
+	// check on this OS: "is pcscd running?", or on Windows whether a reader
+	// is attached (Windows runs its Smart Card service only while one is).
+	ErrNoService = errors.New("reader: no PC/SC service: " + noServiceHint)
 	// ErrNoReaders: the service runs but has no reader
 	// (SCARD_E_NO_READERS_AVAILABLE).
 	ErrNoReaders = errors.New("reader: no smart card reader present")
@@ -40,13 +44,14 @@ var (
 	ErrCancelled = errors.New("reader: cancelled")
 	// ErrClosed: the Card or Watcher was closed.
 	ErrClosed = errors.New("reader: closed")
-	// ErrUnsupported: this build cannot do that (status monitoring needs
-	// pcsc-lite through cgo).
+	// ErrUnsupported: this build cannot do that: a Linux or macOS build
+	// without cgo has no PC/SC at all (Windows builds need no cgo).
 	ErrUnsupported = errors.New("reader: not supported in this build")
 )
 
 // PC/SC return codes (pcsclite.h) that the package interprets.
 const (
+	codeInternalError      = 0x80100001
 	codeCancelled          = 0x80100002
 	codeInvalidHandle      = 0x80100003
 	codeInsufficientBuffer = 0x80100008
@@ -68,7 +73,7 @@ const (
 )
 
 var codeNames = map[uint32]string{
-	0x80100001:             "SCARD_F_INTERNAL_ERROR",
+	codeInternalError:      "SCARD_F_INTERNAL_ERROR",
 	codeCancelled:          "SCARD_E_CANCELLED",
 	codeInvalidHandle:      "SCARD_E_INVALID_HANDLE",
 	0x80100004:             "SCARD_E_INVALID_PARAMETER",
@@ -135,6 +140,11 @@ func (e *PCSCError) Is(target error) bool {
 }
 
 func (e *PCSCError) condition() error {
+	if e.Op == "SCardEstablishContext" && e.Code == codeInternalError {
+		// No context at all: whatever failed inside, there is no PC/SC
+		// service to use (Wine's winscard.dll says so this way).
+		return ErrNoService
+	}
 	switch e.Code {
 	case codeNoService, codeServiceStopped, codeCommError:
 		return ErrNoService

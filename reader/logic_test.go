@@ -179,3 +179,16 @@ func TestWatcherBookkeeping(t *testing.T) {
 		t.Fatalf("Readers() = %+v", rs)
 	}
 }
+
+// A context that cannot be established at all means no PC/SC service, even
+// when winscard says SCARD_F_INTERNAL_ERROR (Wine's does); elsewhere that
+// code stays an internal error.
+func TestEstablishInternalError(t *testing.T) {
+	err := error(&PCSCError{Op: "SCardEstablishContext", Code: codeInternalError})
+	if !errors.Is(err, ErrNoService) || !serviceGone(err) {
+		t.Errorf("%v: want ErrNoService", err)
+	}
+	if err := error(&PCSCError{Op: "SCardTransmit", Code: codeInternalError}); errors.Is(err, ErrNoService) {
+		t.Errorf("%v matches ErrNoService", err)
+	}
+}

@@ -36,52 +36,17 @@ func establishStatus() (statusContext, error) {
 }
 
 func (c *pcscliteContext) listReaders() ([]string, error) {
-	for {
-		var n C.DWORD
-		rv := uint32(C.SCardListReaders(c.h, nil, nil, &n))
-		if rv == codeNoReaders {
-			return nil, nil
+	buf, err := listMultiString("SCardListReaders", func(buf []byte, n *uint32) uint32 {
+		var p *C.char
+		if len(buf) > 0 {
+			p = (*C.char)(unsafe.Pointer(&buf[0]))
 		}
-		if err := pcscErr("SCardListReaders", rv); err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, n)
-		rv = uint32(C.SCardListReaders(c.h, nil, (*C.char)(unsafe.Pointer(&buf[0])), &n))
-		switch rv {
-		case codeNoReaders:
-			return nil, nil
-		case codeInsufficientBuffer:
-			continue // a reader appeared between the two calls
-		}
-		if err := pcscErr("SCardListReaders", rv); err != nil {
-			return nil, err
-		}
-		return splitMultiString(buf[:n]), nil
-	}
-}
-
-// splitMultiString splits a PC/SC multi-string (NUL-separated names ending
-// with an empty one).
-func splitMultiString(b []byte) []string {
-	var out []string
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != 0 {
-			i++
-		}
-		if i == 0 {
-			break
-		}
-		out = append(out, string(b[:i]))
-		if i == len(b) {
-			break
-		}
-		b = b[i+1:]
-	}
-	return out
+		cn := C.DWORD(*n)
+		rv := C.SCardListReaders(c.h, nil, p, &cn)
+		*n = uint32(cn)
+		return uint32(rv)
+	})
+	return splitMultiString(buf), err
 }
 
 func (c *pcscliteContext) getStatusChange(states []readerState, timeout time.Duration) error {

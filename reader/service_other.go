@@ -1,0 +1,6 @@
+//go:build !windows && !darwin
+
+package reader
+
+// noServiceHint ends ErrNoService's text.
+const noServiceHint = "is pcscd running?"
