@@ -46,8 +46,11 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	readers, err := reader.List(ctx)
 	if err != nil {
-		if errors.Is(err, reader.ErrNoService) {
-			return cli.WithHint(err, "start it (systemctl start pcscd.socket, or pcscd as root)")
+		switch {
+		case errors.Is(err, reader.ErrNoService):
+			return cli.WithHint(err, noServiceHint)
+		case errors.Is(err, reader.ErrUnsupported):
+			return cli.WithHint(err, "this build has --card soft and soft:DIR only; build vscclient-go with CGO_ENABLED=1 on this machine for PC/SC and PKCS#11")
 		}
 		return err
 	}

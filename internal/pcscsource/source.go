@@ -104,7 +104,7 @@ func (s *Source) Run(ctx context.Context, update func(bridge.State)) error {
 func (s *Source) logEvent(ev reader.Event) {
 	switch ev.Kind {
 	case reader.ServiceDown:
-		s.log.Warn("no PC/SC service: is pcscd running? waiting for it", "err", ev.Err)
+		s.log.Warn("PC/SC service unavailable; waiting for it", "err", ev.Err)
 	case reader.ServiceUp:
 		s.log.Info("PC/SC service reached")
 	default:
