@@ -1,6 +1,7 @@
 #!/bin/sh
 # install-deps.sh: install the Debian packages vscardkit's build, tests and
-# demos need. Idempotent: it runs `apt-get update` at most once, and only when
+# demos need (wine, wine64 and mingw-w64 run the Windows build's tests in
+# internal/e2e/windows). Idempotent: it runs `apt-get update` at most once, and only when
 # a package is missing. Needs root (or sudo) on a Debian 12 machine.
 #
 #   scripts/install-deps.sh           everything (make deps)
@@ -40,6 +41,9 @@ bash-completion
 systemd
 adduser
 strace
+wine
+wine64
+gcc-mingw-w64-x86-64
 "
 
 case ${1:-} in
