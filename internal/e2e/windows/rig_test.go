@@ -1,0 +1,127 @@
+package windows_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vscardkit/vscardkit/internal/guest"
+	"github.com/vscardkit/vscardkit/internal/harness"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	harness.CleanupWine()
+	harness.CleanupCommands()
+	os.Exit(code)
+}
+
+const clientPkg = "./cmd/vscclient-go"
+
+var logBootOnce sync.Once
+
+// wine returns the test binary's Wine and logs, once, how long its prefix
+// took to create.
+func wine(t *testing.T) *harness.Wine {
+	t.Helper()
+	w := harness.StartWine(t)
+	logBootOnce.Do(func() {
+		t.Logf("Wine: prefix %s created in %v (wineserver start, wineboot --init%s)", w.Prefix, w.Boot.Round(time.Millisecond),
+			map[bool]string{true: ", bcryptprimitives.dll stand-in", false: ""}[w.Shim])
+	})
+	return w
+}
+
+// clientExe builds vscclient-go.exe as make dist does (cgo, mingw-w64).
+func clientExe(t *testing.T) string {
+	t.Helper()
+	exe, err := harness.BuildWindows(t, clientPkg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// client starts exe under w with args, at debug level and with a short
+// reconnection backoff.
+func client(t *testing.T, w *harness.Wine, exe string, args ...string) *harness.Process {
+	t.Helper()
+	args = append([]string{"--log-level", "debug", "--max-backoff", "200ms"}, args...)
+	return harness.Start(t, "vscclient-go.exe (wine)", w.Command(exe, args...))
+}
+
+// waitLog waits until p's output holds want, failing t if p exits first.
+func waitLog(t *testing.T, p *harness.Process, timeout time.Duration, want string) {
+	t.Helper()
+	harness.WaitFor(t, timeout, want+" in the client's log", func() bool {
+		return strings.Contains(p.Output(), want) || p.Exited()
+	})
+	if !strings.Contains(p.Output(), want) {
+		t.Fatalf("vscclient-go.exe exited (%v) before logging %s:\n%s", p.Err(), want, p.Output())
+	}
+}
+
+// announced waits until QEMU acknowledged the client's card.
+func announced(t *testing.T, p *harness.Process) {
+	t.Helper()
+	waitLog(t, p, 30*time.Second, `msg="card inserted"`)
+}
+
+// interrupt sends Ctrl-C to the program and checks that it leaves the host
+// cleanly (card and reader removed, acknowledged) and exits 0.
+func interrupt(t *testing.T, p *harness.Process, connected bool) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.WaitExit(ctx); err != nil {
+		t.Fatalf("after Ctrl-C: %v (want exit status 0)\n%s", err, p.Output())
+	}
+	out := p.Output()
+	for _, bad := range []string{"removing the card on exit", "removing the reader on exit"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the client logged %q on Ctrl-C:\n%s", bad, out)
+		}
+	}
+	want := []string{`msg=stopped`}
+	if connected {
+		want = append(want, `msg="left the host"`)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %s in the log after Ctrl-C:\n%s", w, out)
+		}
+	}
+}
+
+var (
+	imageOnce sync.Once
+	image     guest.Image
+	imageErr  error
+)
+
+// testImage builds the guest image once per test binary (cached between
+// runs), or reports the peers missing. (As internal/e2e/guest's.)
+func testImage(t testing.TB) guest.Image {
+	t.Helper()
+	harness.RequireRoot(t, "guest image builder (apt-get download)")
+	for _, prog := range []string{"apt-get", "dpkg-deb", "ldd", "busybox", "pcscd", "opensc-tool", "pkcs11-tool", "pcsc_scan"} {
+		harness.LookPath(t, "guest image builder", prog)
+	}
+	harness.LookPath(t, "QEMU (qemu-system-x86)", guest.DefaultQEMU)
+	imageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		image, imageErr = guest.Build(ctx, guest.BuildOptions{})
+	})
+	if imageErr != nil {
+		t.Fatalf("building the guest image: %v", imageErr)
+	}
+	return image
+}
