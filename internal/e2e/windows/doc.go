@@ -22,7 +22,10 @@
 //   - TestPCSCUnderWine: Wine 8's winscard.dll is a stub with no PC/SC
 //     service behind it: `vscclient-go.exe readers` fails saying there is
 //     no PC/SC service, and `--card pcsc` says so, waits for one without
-//     crashing or spinning, and leaves on Ctrl-C.
+//     crashing or spinning, and leaves on Ctrl-C;
+//   - TestUnixSocketQEMU: --connect unix:Z:\...\sock to QEMU's unix-socket
+//     chardev; skipped, saying so, under a Wine without AF_UNIX (Wine 8),
+//     after checking that the client names the socket and retries.
 //
 // Wine runs in a private prefix per test binary (harness.StartWine, whose
 // first wineboot takes several seconds; the tests log it). The tests need
