@@ -97,3 +97,41 @@ func ExampleWatch() {
 		}
 	}
 }
+
+// How ParseSelector reads a --card pcsc:NAME argument.
+func ExampleParseSelector() {
+	for _, arg := range []string{"", "0", "2", "YubiKey", "Gemalto PC Twin Reader 00 00", "-1"} {
+		fmt.Printf("%q: %v\n", arg, reader.ParseSelector(arg))
+	}
+	// Output:
+	// "": a reader with a card
+	// "0": reader #0
+	// "2": reader #2
+	// "YubiKey": reader "YubiKey"
+	// "Gemalto PC Twin Reader 00 00": reader "Gemalto PC Twin Reader 00 00"
+	// "-1": reader "-1"
+}
+
+// The protocols an ATR offers, before connecting.
+func ExampleATRProtocols() {
+	for _, atr := range [][]byte{
+		{0x3B, 0x8B, 0x80, 0x01, 0x80, 0xF9, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0xC8},                                           // TD1 names T=0, TD2 T=1
+		{0x3B, 0xFD, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15, 0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4B, 0x65, 0x79, 0x40}, // YubiKey 5
+		{0x3B, 0x02, 0x14, 0x50}, // no TD: T=0
+		{0x3B, 0x80},             // TD1 announced but missing
+	} {
+		fmt.Printf("% X: %v\n", atr[:2], reader.ATRProtocols(atr))
+	}
+	// Output:
+	// 3B 8B: T=0|T=1
+	// 3B FD: T=1
+	// 3B 02: T=0
+	// 3B 80: none
+}
+
+// Protocol names the PC/SC protocol bits.
+func ExampleProtocol_String() {
+	fmt.Println(reader.T0, reader.T1, reader.Any, reader.Protocol(0), reader.T1|reader.Protocol(0x10000))
+	// Output:
+	// T=0 T=1 T=0|T=1 none T=1|0x10000
+}
