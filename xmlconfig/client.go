@@ -3,7 +3,6 @@ package xmlconfig
 import (
 	"fmt"
 	"net"
-	"path"
 	"strconv"
 )
 
@@ -58,8 +57,8 @@ func (c Config) ClientArgs() ([]string, error) {
 	}
 	return []string{
 		"--connect", "tls://" + addr,
-		"--tls-ca", path.Join(n.ClientTLSDir, CACertFile),
-		"--tls-cert", path.Join(n.ClientTLSDir, ClientCertFile),
-		"--tls-key", path.Join(n.ClientTLSDir, ClientKeyFile),
+		"--tls-ca", clientJoin(n.ClientTLSDir, CACertFile),
+		"--tls-cert", clientJoin(n.ClientTLSDir, ClientCertFile),
+		"--tls-key", clientJoin(n.ClientTLSDir, ClientKeyFile),
 	}, nil
 }

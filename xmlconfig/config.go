@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -255,7 +256,7 @@ func (c *Config) normalizeTransport() error {
 			}
 			if c.ClientTLSDir == "" {
 				c.ClientTLSDir = c.TLSDir
-			} else if err := checkPath("client TLS directory", c.ClientTLSDir, 0); err != nil {
+			} else if err := checkClientPath("client TLS directory", c.ClientTLSDir); err != nil {
 				return err
 			}
 		}
@@ -339,6 +340,42 @@ func checkPath(what, p string, max int) error {
 		return invalid("%s %q is %d bytes; a Unix socket path holds at most %d", what, p, len(p), max)
 	}
 	return nil
+}
+
+// checkClientPath accepts an absolute path on the client's machine, which
+// may run another OS than the VM host (a Windows desk): /a/b, C:\a\b, C:/a/b
+// or \\server\share\a, without NUL or newline.
+func checkClientPath(what, p string) error {
+	if !strings.HasPrefix(p, "/") && !isWindowsAbs(p) {
+		return invalid("%s %q must be an absolute path (/dir on Linux and macOS, C:\\dir on Windows)", what, p)
+	}
+	if strings.ContainsAny(p, "\x00\n\r") {
+		return invalid("%s %q contains a NUL or newline", what, p)
+	}
+	return nil
+}
+
+// isWindowsAbs reports whether p is an absolute Windows path: a drive
+// letter, a colon and a separator, or a UNC path.
+func isWindowsAbs(p string) bool {
+	if strings.HasPrefix(p, `\\`) {
+		return len(p) > 2
+	}
+	if len(p) < 3 || p[1] != ':' || (p[2] != '\\' && p[2] != '/') {
+		return false
+	}
+	d := p[0] | 0x20
+	return d >= 'a' && d <= 'z'
+}
+
+// clientJoin joins a client directory and a file name with the separator
+// the directory is written with: a backslash for a Windows path written
+// with backslashes, a slash otherwise.
+func clientJoin(dir, file string) string {
+	if isWindowsAbs(dir) && strings.Contains(dir, `\`) {
+		return strings.TrimRight(dir, `\`) + `\` + file
+	}
+	return path.Join(dir, file)
 }
 
 // checkUSBPort accepts libvirt's USB port syntax: up to five dot-separated

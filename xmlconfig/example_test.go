@@ -1,6 +1,7 @@
 package xmlconfig_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -102,4 +103,31 @@ func ExampleConfig_Warnings() {
 	}
 	// Output:
 	// WARNING: QEMU will listen on 0.0.0.0:2001 without TLS.
+}
+
+// A desk machine (Windows here) reaches the VM host over TLS: QEMU listens
+// on every address with TLS and verify-peer=on, and the desk holds the CA
+// certificate and its client certificate and key in its own directory.
+func ExampleConfig_ClientArgs() {
+	c := xmlconfig.Config{
+		Host: "0.0.0.0", Port: 2001, TLS: true,
+		ClientHost:   "vmhost.example",
+		ClientTLSDir: `C:\Users\alice\vscardkit`,
+	}
+	fmt.Println(len(c.Warnings()), "warnings")
+	args, err := c.ClientArgs()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(xmlconfig.ClientProgram+".exe", strings.Join(args, " "))
+
+	// Without ClientHost the client cannot know where QEMU is.
+	c.ClientHost = ""
+	_, err = c.ClientArgs()
+	fmt.Println(errors.Is(err, xmlconfig.ErrNoClientHost))
+	// Output:
+	// 0 warnings
+	// vscclient-go.exe --connect tls://vmhost.example:2001 --tls-ca C:\Users\alice\vscardkit\ca-cert.pem --tls-cert C:\Users\alice\vscardkit\client-cert.pem --tls-key C:\Users\alice\vscardkit\client-key.pem
+	// true
 }
