@@ -17,7 +17,7 @@ VERSION   ?= $(shell scripts/version.sh)
 LDFLAGS   := -X github.com/vscardkit/vscardkit/internal/cli.version=$(VERSION)
 DIST      ?= dist
 
-.PHONY: help deps build-deps build demo demo-vm test bench soak fuzz vet lint tidy-check deb clean
+.PHONY: help deps build-deps build dist demo demo-vm test bench soak fuzz vet lint tidy-check deb clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -30,6 +30,9 @@ build-deps: ## install just what make build needs: gcc, pkg-config, libpcsclite-
 
 build: ## build the commands into bin/, stamped with VERSION (needs gcc, pkg-config, libpcsclite-dev)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+dist: ## vscclient-go for linux/amd64, linux/arm64, windows/amd64 and darwin/arm64 into dist/, with SHA256SUMS (installs cross compilers when missing)
+	VERSION=$(VERSION) GO=$(GO) scripts/dist.sh
 
 demo: deps build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
 	$(GO) run ./internal/cmd/demo --bin $(BIN)
@@ -64,4 +67,8 @@ deb: ## build dist/vscardkit_VERSION_amd64.deb (DIST=dir): the commands, systemd
 	VERSION=$(VERSION) GO=$(GO) scripts/mkdeb.sh $(DIST)
 
 clean: ## remove build output
+<<<<<<< HEAD
 	rm -rf $(BIN) $(DIST)
+=======
+	rm -rf $(BIN) dist
+>>>>>>> 07ac3de (make dist: vscclient-go for linux/amd64 and linux/arm64 (cgo, arm64 cross through Debian multiarch), windows/amd64 (mingw-w64 cgo) and darwin/arm64 (no cgo) as tar.gz/zip with README and BUILD.txt, plus SHA256SUMS; cross compilers installed only when missing; archives reproducible from the commit time)
