@@ -1,3 +1,8 @@
+//go:build cgo
+
+// The tests in this file talk to a real pcscd; a build without cgo has no
+// PC/SC (nocgo_test.go tests what it does instead).
+
 package reader_test
 
 import (
