@@ -84,10 +84,7 @@ Examples:
       --tls-ca ca-cert.pem --tls-cert client-cert.pem --tls-key client-key.pem
 
 After too many wrong PINs from the guest (--max-wrong-pins), an emulated card
-stops passing PINs to the token so that a guest cannot lock it; re-arm it
-with SIGHUP (kill -HUP PID; systemctl reload vscclient-go@DOMAIN) or, with
---control PATH, with 'vscclient-go rearm --control PATH' (Windows has no
-SIGHUP).
+stops passing PINs to the token so that a guest cannot lock it; ` + rearmHelp + `
 
 Flags:
 `
@@ -162,7 +159,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var((*stringList)(&o.slots), "slot", "with pkcs11: put a certificate in a PIV slot, e.g. 9a=id:01, 9c=label:Signing, 9e=none (repeatable)")
 	fs.StringVar(&o.readerName, "reader-name", "", "the reader `name` announced to QEMU (default: the PC/SC reader's, or \"vscardkit virtual PIV\")")
 	fs.StringVar(&o.pinFile, "pin-file", "", "with soft: read the card's PIN from the first line of `file` (default PIN 123456)")
-	fs.IntVar(&o.maxWrongPINs, "max-wrong-pins", piv.DefaultMaxWrongPINs, "with pkcs11 and soft: after this many wrong PINs in a row, stop passing PINs to the token until SIGHUP or a restart")
+	fs.IntVar(&o.maxWrongPINs, "max-wrong-pins", piv.DefaultMaxWrongPINs, "with pkcs11 and soft: after this many wrong PINs in a row, stop passing PINs to the token until "+rearmFlag)
 	fs.BoolVar(&o.allowFinalTry, "allow-final-pin-try", false, "let the guest try a PIN when the token says one try is left (it may block the token)")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "with tls://: verify the server with the CA certificates in `file` (default: the system's)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "with tls://: the client certificate `file` (PEM), for QEMU's verify-peer=on")

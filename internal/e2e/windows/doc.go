@@ -5,9 +5,10 @@
 // real peers of the other end-to-end tests:
 //
 //   - TestWindowsBuild: the .exe imports only DLLs every Windows has (the
-//     archive needs nothing beside it); the CGO_ENABLED=0 build compiles
-//     and, when it does, announces a card to QEMU too (skipped, saying so,
-//     while package certsrc needs cgo);
+//     archive needs nothing beside it), and its --help says a restart
+//     re-arms the PIN guard (Windows has no SIGHUP); the CGO_ENABLED=0
+//     build compiles and, when it does, announces a card to QEMU too
+//     (skipped, saying so, while package certsrc needs cgo);
 //   - TestSoftCardQEMU: `vscclient-go.exe --card soft --connect tcp://...`
 //     against a real QEMU's chardev: QEMU acknowledges the card's ATR, and
 //     Ctrl-C (SIGINT to Wine, CTRL_C_EVENT to the program) makes the client

@@ -90,6 +90,12 @@ func TestWindowsBuild(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "vscclient-go") {
 		t.Errorf("vscclient-go.exe --version: %v\n%s", err, out)
 	}
+	// --help tells a Windows user to restart the client to re-arm the PIN
+	// guard, not to send a SIGHUP that Windows does not have.
+	out, err = w.CommandContext(ctx, exe, "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Windows has no SIGHUP") || strings.Contains(string(out), "kill -HUP") {
+		t.Errorf("vscclient-go.exe --help: %v; want the PIN guard re-armed by a restart, without kill -HUP:\n%s", err, out)
+	}
 
 	t.Run("CGO_ENABLED=0", func(t *testing.T) {
 		nocgo, err := harness.BuildWindows(t, clientPkg, false)
