@@ -110,13 +110,7 @@ func TestPublicAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			certsrc, err := apicheck.Check(opts, module+"/certsrc")
-			if err != nil && !b.cgo {
-				// Checked below once it builds; the other packages were.
-				defer func() {
-					first, _, _ := strings.Cut(err.Error(), "\n")
-					t.Skipf("package certsrc does not build without cgo until its split (miekg/pkcs11 needs cgo); the other packages were checked: %s", first)
-				}()
-			} else if err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range append(got, certsrc...) {

@@ -94,16 +94,12 @@ func TestWindowsBuild(t *testing.T) {
 	// guard, not to send a SIGHUP that Windows does not have.
 	out, err = w.CommandContext(ctx, exe, "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Windows has no SIGHUP") || strings.Contains(string(out), "kill -HUP") {
-		t.Errorf("vscclient-go.exe --help: %v; want the PIN guard re-armed by a restart, without kill -HUP:\n%s", err, out)
+		t.Errorf("vscclient-go.exe --help: %v; want the PIN guard re-armed without SIGHUP, without kill -HUP:\n%s", err, out)
 	}
 
 	t.Run("CGO_ENABLED=0", func(t *testing.T) {
 		nocgo, err := harness.BuildWindows(t, clientPkg, false)
 		if err != nil {
-			if strings.Contains(err.Error(), "/certsrc/") || strings.Contains(err.Error(), "vscardkit/certsrc") {
-				first, _, _ := strings.Cut(err.Error(), "\n")
-				t.Skipf("the CGO_ENABLED=0 Windows build fails in package certsrc (miekg/pkcs11 needs cgo) until certsrc is split by build tags; everything else builds. %s", first)
-			}
 			t.Fatal(err)
 		}
 		q := harness.StartQEMU(t, harness.QEMUOptions{})
@@ -365,7 +361,10 @@ func TestUnixSocketQEMU(t *testing.T) {
 			t.Errorf("the dial error does not name the socket's Windows path:\n%s", out)
 		}
 		interrupt(t, p, false)
-		t.Skip("this Wine has no AF_UNIX sockets (WSAEAFNOSUPPORT): unix: on Windows is compiled, not run, here")
+		// What runs here is the error path; a real Windows 10 or later
+		// has AF_UNIX and takes the path below.
+		t.Log("this Wine has no AF_UNIX sockets (WSAEAFNOSUPPORT): the client named the socket and left cleanly; a connection over unix: on Windows is compiled, not run, here")
+		return
 	}
 	announced(t, p)
 	interrupt(t, p, true)
