@@ -180,6 +180,26 @@ func eligible(c *certObject) bool {
 	return len(c.id) > 0 && !(c.cert.BasicConstraintsValid && c.cert.IsCA) && checkKey(c.cert.PublicKey) == nil
 }
 
+// leftOutReason says why the default mapping did not place c, or "" when
+// nothing but the other certificates kept it out.
+func leftOutReason(c *certObject) string {
+	switch {
+	case len(c.id) == 0:
+		return "it has no CKA_ID, so its private key cannot be found"
+	case c.cert.BasicConstraintsValid && c.cert.IsCA:
+		return "it is a CA certificate (basicConstraints CA:TRUE, which openssl req -x509 gives by default), which the default mapping leaves for a chain"
+	}
+	if err := checkKey(c.cert.PublicKey); err != nil {
+		return strings.TrimPrefix(err.Error(), ErrUnsupportedKey.Error()+": ")
+	}
+	for _, slot := range slotOrder {
+		if qualifies(c.cert, slot) {
+			return "the slots its key usage fits hold other certificates"
+		}
+	}
+	return "its key usage and extended key usage fit no PIV slot"
+}
+
 // assignment is what a slot holds and why.
 type assignment struct {
 	obj    *certObject

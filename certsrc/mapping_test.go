@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -261,5 +262,54 @@ func TestSlots(t *testing.T) {
 		if _, err := ParseSlot(name); !errors.Is(err, ErrMapping) {
 			t.Errorf("ParseSlot(%q): %v, want ErrMapping", name, err)
 		}
+	}
+}
+
+// Every certificate the mapping leaves out is listed with why, and with the
+// slot an explicit mapping could put it in.
+func TestLeftOut(t *testing.T) {
+	keys(t)
+	certs := []*certObject{
+		mkCert(t, certSpec{id: 1, label: "self-signed CA, as openssl req -x509 makes", ku: ds | x509.KeyUsageCertSign, ca: true}),
+		mkCert(t, certSpec{id: 2, label: "auth", ku: ds, eku: clientAuth}),
+		mkCert(t, certSpec{id: 3, label: "auth too", ku: ds, eku: clientAuth}),
+		mkCert(t, certSpec{id: 4, label: "P-521", key: testKeys.p521, ku: ds}),
+		mkCert(t, certSpec{id: 5, label: "no id", ku: ds, noID: true}),
+	}
+	s := newStore(Config{})
+	if err := s.fill(certs, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]LeftOut{}
+	for _, lo := range s.LeftOut() {
+		got[lo.Label] = lo
+	}
+	for _, c := range []struct {
+		label, reason string
+		slot          Slot
+	}{
+		{"self-signed CA, as openssl req -x509 makes", "CA certificate", SlotSignature},
+		{"auth too", "hold other certificates", SlotSignature},
+		{"P-521", "P-521", 0},
+		{"no id", "no CKA_ID", 0},
+	} {
+		lo, ok := got[c.label]
+		if !ok {
+			t.Errorf("%q is not listed as left out", c.label)
+			continue
+		}
+		if !strings.Contains(lo.Reason, c.reason) || lo.Slot != c.slot {
+			t.Errorf("%q left out because %q, slot %v; want a reason with %q and slot %v", c.label, lo.Reason, lo.Slot, c.reason, c.slot)
+		}
+	}
+	if _, ok := got["auth"]; ok || len(got) != 4 {
+		t.Errorf("left out: %v", slices.Collect(maps.Keys(got)))
+	}
+	// Placed explicitly, the CA certificate is taken.
+	if err := s.fill(certs, map[Slot]Selector{SlotAuthentication: {ID: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Certificate(SlotAuthentication); err != nil || c.Subject.CommonName != "self-signed CA, as openssl req -x509 makes" {
+		t.Fatalf("--slot 9a=id:01: %v, %v", c, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 )
 
@@ -49,6 +50,19 @@ func (t TokenInfo) String() string {
 	return fmt.Sprintf("token %q (%s %s, serial %s)", t.Label, t.Manufacturer, t.Model, t.Serial)
 }
 
+// LeftOut is a certificate of the token that the Store presents in no slot.
+type LeftOut struct {
+	ID          []byte // CKA_ID
+	Label       string // CKA_LABEL
+	Certificate *x509.Certificate
+	// Reason says why: a CA certificate, no CKA_ID, a key PIV cannot
+	// hold, a key usage no slot takes, or slots taken by others.
+	Reason string
+	// Slot is where Config.Slots could place it instead (a free slot, 9A
+	// when all are taken), unless its key cannot go in any (then 0).
+	Slot Slot
+}
+
 // SlotInfo describes what a Store presents in a slot.
 type SlotInfo struct {
 	Slot        Slot
@@ -77,6 +91,7 @@ type Store struct {
 	token   TokenInfo
 	nominal int
 	slots   map[Slot]*slotEntry
+	leftOut []LeftOut
 
 	mu     sync.Mutex
 	closed bool
@@ -149,8 +164,33 @@ func (s *Store) fill(certs []*certObject, explicit map[Slot]Selector) error {
 		s.log.Debug("certsrc: slot mapped", "slot", slot.String(), "id", fmt.Sprintf("%x", a.obj.id),
 			"label", a.obj.label, "subject", a.obj.cert.Subject.String(), "reason", a.reason)
 	}
+	s.leftOut = nil
+	placed := map[*certObject]bool{}
+	for _, a := range as {
+		placed[a.obj] = true
+	}
+	for _, c := range certs {
+		if placed[c] {
+			continue
+		}
+		lo := LeftOut{ID: append([]byte(nil), c.id...), Label: c.label, Certificate: c.cert, Reason: leftOutReason(c)}
+		if len(c.id) > 0 && checkKey(c.cert.PublicKey) == nil {
+			lo.Slot = SlotAuthentication
+			for _, slot := range slotOrder {
+				if _, taken := as[slot]; !taken {
+					lo.Slot = slot
+					break
+				}
+			}
+		}
+		s.leftOut = append(s.leftOut, lo)
+	}
 	return nil
 }
+
+// LeftOut lists the certificates of the token that no slot presents, and
+// why, in the token's order.
+func (s *Store) LeftOut() []LeftOut { return slices.Clone(s.leftOut) }
 
 // Token returns the identity of the token.
 func (s *Store) Token() TokenInfo { return s.token }

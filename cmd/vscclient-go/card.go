@@ -64,7 +64,7 @@ func openSource(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 		src, release, err := openPCSC(o, arg, log)
 		return src, release, nil, err
 	case "soft":
-		st, err := openSoft(arg, o.pinFile, stderr)
+		st, err := openSoft(arg, o.pinFile, log, stderr)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -81,7 +81,7 @@ func openSource(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 	return nil, nil, nil, cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
 }
 
-func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
+func openSoft(dir, pinFile string, log *slog.Logger, stderr io.Writer) (*softstore.Store, error) {
 	opts := softstore.Options{}
 	if pinFile != "" {
 		pin, err := cli.ReadPINFile(pinFile)
@@ -102,7 +102,7 @@ func openSoft(dir, pinFile string, stderr io.Writer) (*softstore.Store, error) {
 	if err != nil {
 		return nil, cli.WithHint(err, "soft:DIR reads 9a.crt and 9a.key (and 9c, 9d, 9e) PEM files")
 	}
-	describeSlots(stderr, "soft card", st)
+	describeSlots(stderr, log, "soft card", st)
 	if pinFile == "" {
 		fmt.Fprintf(stderr, "soft card: PIN %s (the default; --pin-file sets another)\n", softstore.DefaultPIN)
 	}
@@ -136,23 +136,41 @@ func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module MODULE --list-token-slots --list-objects")
 	}
 	fmt.Fprintf(stderr, "token %q (serial %s)\n", st.Token().Label, st.Token().Serial)
-	describeSlots(stderr, "token", tokenstore.New(st))
+	describeSlots(stderr, log, "token", tokenstore.New(st))
+	for _, lo := range st.LeftOut() {
+		hint := "the card cannot hold its key"
+		if lo.Slot != 0 {
+			hint = fmt.Sprintf("--slot %s=id:%x places it", strings.ToLower(lo.Slot.String()), lo.ID)
+		}
+		log.Warn("a certificate of the token is not on the card", "id", fmt.Sprintf("%x", lo.ID), "label", lo.Label,
+			"subject", lo.Certificate.Subject.String(), "why", lo.Reason, "hint", hint)
+	}
 	return st, nil
 }
 
-// describeSlots prints which certificate each PIV slot holds.
-func describeSlots(w io.Writer, what string, st piv.Store) {
+// describeSlots prints which certificate each PIV slot holds, and warns
+// about what a guest may not take: no certificate at all, a CA certificate.
+func describeSlots(w io.Writer, log *slog.Logger, what string, st piv.Store) {
+	n := 0
 	for _, slot := range piv.Slots {
 		der, err := st.Certificate(slot)
 		if err != nil {
 			continue
 		}
+		n++
 		desc := "unparsable certificate"
 		if cert, err := x509.ParseCertificate(der); err == nil {
 			desc = fmt.Sprintf("%s, %s", cert.Subject, cert.PublicKeyAlgorithm)
+			if cert.BasicConstraintsValid && cert.IsCA {
+				log.Warn("a CA certificate is on the card; clients such as Windows logon may refuse it", "slot", slot.String(), "subject", cert.Subject.String(),
+					"hint", "make an end-entity certificate: openssl req -x509 -addext basicConstraints=critical,CA:FALSE ...")
+			}
 		}
 		sum := sha256.Sum256(der)
 		fmt.Fprintf(w, "%s: slot %v: %s, SHA-256 %X\n", what, slot, desc, sum[:8])
+	}
+	if n == 0 {
+		log.Warn("the card has no certificate: the guest sees an empty PIV card", "card", what)
 	}
 }
 
