@@ -67,8 +67,4 @@ deb: ## build dist/vscardkit_VERSION_amd64.deb (DIST=dir): the commands, systemd
 	VERSION=$(VERSION) GO=$(GO) scripts/mkdeb.sh $(DIST)
 
 clean: ## remove build output
-<<<<<<< HEAD
 	rm -rf $(BIN) $(DIST)
-=======
-	rm -rf $(BIN) dist
->>>>>>> 07ac3de (make dist: vscclient-go for linux/amd64 and linux/arm64 (cgo, arm64 cross through Debian multiarch), windows/amd64 (mingw-w64 cgo) and darwin/arm64 (no cgo) as tar.gz/zip with README and BUILD.txt, plus SHA256SUMS; cross compilers installed only when missing; archives reproducible from the commit time)
