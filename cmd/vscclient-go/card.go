@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime"
 	"strings"
 
 	"github.com/vscardkit/vscardkit/certsrc"
@@ -50,6 +52,9 @@ func checkCard(o *options) error {
 		return cli.Usagef("--shared applies to --card pcsc")
 	case kind != "soft" && o.pinFile != "":
 		return cli.Usagef("--pin-file applies to --card soft (a token's PIN comes from the guest)")
+	case o.maxWrongPINs < 1:
+		return cli.WithHint(cli.Usagef("--max-wrong-pins %d: the PIN guard needs at least 1", o.maxWrongPINs),
+			fmt.Sprintf("it stops passing the guest's PINs to the token after that many wrong ones in a row (default %d); the token's own limit applies as well", piv.DefaultMaxWrongPINs))
 	}
 	return nil
 }
@@ -87,6 +92,9 @@ func openSoft(dir, pinFile string, log *slog.Logger, stderr io.Writer) (*softsto
 		pin, err := cli.ReadPINFile(pinFile)
 		if err != nil {
 			return nil, err
+		}
+		if w := cli.PINFileWarning(pinFile); w != "" {
+			log.Warn(w)
 		}
 		opts.PIN = pin
 	}
@@ -193,7 +201,7 @@ func (c pivCard) Reset(context.Context) error {
 // pivSource presents an emulated PIV card over st, behind a PIN guard; the
 // returned function re-arms the guard.
 func pivSource(st piv.Store, o *options, defaultName string, log *slog.Logger) (bridge.Source, func()) {
-	guard := piv.NewPINGuard(st, piv.GuardOptions{MaxWrongPINs: o.maxWrongPINs, AllowFinalTry: o.allowFinalTry, Logger: log})
+	guard := piv.NewPINGuard(st, piv.GuardOptions{MaxWrongPINs: o.maxWrongPINs, AllowFinalTry: o.allowFinalTry, RearmHint: rearmHint(o), Logger: log})
 	applet := piv.New(guard, piv.Options{Logger: log})
 	name := o.readerName
 	if name == "" {
@@ -210,4 +218,22 @@ func openPCSC(o *options, arg string, log *slog.Logger) (bridge.Source, func(), 
 		Logger:   log,
 	})
 	return src, func() {}, nil
+}
+
+// rearmHint says how the user re-arms the PIN guard of the vscclient-go o
+// describes.
+func rearmHint(o *options) string {
+	switch {
+	case o.serve:
+		return "vscclient-go rearm " + o.domain
+	case o.control != "" && o.domain != "":
+		return fmt.Sprintf("vscclient-go rearm --control %s %s, or systemctl reload vscclient-go@%s", o.control, o.domain, o.domain)
+	case o.control != "":
+		return "vscclient-go rearm --control " + o.control
+	case o.domain != "" && runtime.GOOS != "windows":
+		return fmt.Sprintf("kill -HUP %d (systemctl reload vscclient-go@%s under systemd)", os.Getpid(), o.domain)
+	case runtime.GOOS != "windows":
+		return fmt.Sprintf("kill -HUP %d", os.Getpid())
+	}
+	return "restart vscclient-go (start it with --control PATH to re-arm with vscclient-go rearm)"
 }

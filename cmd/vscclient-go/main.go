@@ -121,6 +121,7 @@ func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 type options struct {
 	connect       string
+	serve         bool // a domain of vscclient-go serve
 	domain        string
 	libvirt       string
 	control       string

@@ -175,7 +175,7 @@ func loadServeConfig(path string) (*serveConfig, error) {
 // options turns a domain's settings into the flags' options.
 func (dc domainConfig) options(name string) (*options, error) {
 	o := &options{
-		domain: name, card: dc.Card, shared: dc.Shared, slots: dc.Slot, readerName: dc.ReaderName,
+		serve: true, domain: name, card: dc.Card, shared: dc.Shared, slots: dc.Slot, readerName: dc.ReaderName,
 		pinFile: dc.PINFile, maxWrongPINs: piv.DefaultMaxWrongPINs, allowFinalTry: dc.AllowFinalPINTry,
 		tlsCA: dc.TLSCA, tlsCert: dc.TLSCert, tlsKey: dc.TLSKey, tlsServerName: dc.TLSServerName,
 		apduTrace: dc.APDUTrace, maxBackoff: time.Second,

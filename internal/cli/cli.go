@@ -336,7 +336,9 @@ func (b *badValue) usageError() error {
 
 // ReadPINFile reads a PIN from the first line of a file, so that it never
 // appears on a command line (where the process list and shell history would
-// show it).
+// show it). The PIN must be a PIV PIN: 6 to 8 digits (FIPS 201-3, 4.3.1).
+// Errors name the file and what is wrong, never the PIN. A file other users
+// may read gets a warning from PINFileWarning.
 func ReadPINFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -348,8 +350,23 @@ func ReadPINFile(path string) (string, error) {
 		return "", fmt.Errorf("reading the PIN file: %w", err)
 	}
 	pin := strings.TrimRight(line, "\r\n")
-	if pin == "" {
-		return "", fmt.Errorf("the PIN file %s is empty", path)
+	switch {
+	case pin == "":
+		return "", WithHint(fmt.Errorf("the PIN file %s is empty", path), "write the PIN, 6 to 8 digits, on its first line")
+	case strings.Trim(pin, "0123456789") != "":
+		return "", WithHint(fmt.Errorf("the PIN in %s has characters other than digits", path), "a PIV PIN is 6 to 8 digits (0-9); check the first line has nothing else, such as spaces")
+	case len(pin) < 6 || len(pin) > 8:
+		return "", WithHint(fmt.Errorf("the PIN in %s has %d digits", path, len(pin)), "a PIV PIN is 6 to 8 digits")
 	}
 	return pin, nil
+}
+
+// PINFileWarning returns a warning when users other than the file's owner
+// (and its group) may read the PIN file, and "" otherwise.
+func PINFileWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("every user of this machine can read the PIN file %s (mode %04o): chmod 600 %s", path, fi.Mode().Perm(), path)
 }

@@ -61,7 +61,7 @@ func Example() {
 	// Output:
 	// SELECT       9000
 	// GET DATA 9A  9000
-	// PIN status   63C2
+	// PIN status   63C3
 	// VERIFY       9000
 	// SIGN         9000
 	// signature verifies: true

@@ -11,6 +11,11 @@ import (
 // GuardOptions.MaxWrongPINs is zero.
 const DefaultMaxWrongPINs = 2
 
+// DefaultNominalTries is the count of PIN tries a GuardStore reports for a
+// token that does not say (a PKCS#11 token has only flags) when
+// GuardOptions.NominalTries is zero: 3, what PIV cards usually allow.
+const DefaultNominalTries = 3
+
 // ErrGuardTripped is wrapped (together with ErrPINBlocked, so the applet
 // answers 6983) by GuardStore.Login while the guard is tripped.
 var ErrGuardTripped = errors.New("piv: PIN guard tripped")
@@ -21,10 +26,23 @@ type GuardOptions struct {
 	// means DefaultMaxWrongPINs.
 	MaxWrongPINs int
 
+	// NominalTries is how many tries a token that gives no count is said
+	// to allow: the guest is told this count less its wrong PINs (never
+	// less than 1), while the guard cuts in at MaxWrongPINs without
+	// saying so beforehand. A count below MaxWrongPINs+1 would make
+	// clients warn of a "final try" that is not one. Zero means
+	// DefaultNominalTries, or MaxWrongPINs+1 when that is more.
+	NominalTries int
+
 	// AllowFinalTry lets a VERIFY through to the token when the token
 	// reports that only one try is left. By default the guard trips
 	// instead, so that no guest can block the token.
 	AllowFinalTry bool
+
+	// RearmHint says, in the warning logged when the guard trips, how the
+	// host user re-arms it (for example "kill -HUP 1234"). Empty means
+	// "re-arm the guard or restart the program".
+	RearmHint string
 
 	// Logger receives a warning when the guard trips and a note when it is
 	// re-armed (never a PIN). Nil means no logging.
@@ -42,10 +60,12 @@ type GuardOptions struct {
 // through. GuardStore is safe for concurrent use (Rearm may be called from
 // any goroutine).
 type GuardStore struct {
-	inner Store
-	max   int
-	final bool // AllowFinalTry
-	log   *slog.Logger
+	inner   Store
+	max     int
+	nominal int
+	final   bool // AllowFinalTry
+	rearm   string
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	wrong   int    // wrong PINs in a row
@@ -54,12 +74,19 @@ type GuardStore struct {
 
 // NewPINGuard returns a guard around inner.
 func NewPINGuard(inner Store, opts GuardOptions) *GuardStore {
-	g := &GuardStore{inner: inner, max: opts.MaxWrongPINs, final: opts.AllowFinalTry, log: opts.Logger}
+	g := &GuardStore{inner: inner, max: opts.MaxWrongPINs, nominal: opts.NominalTries, final: opts.AllowFinalTry, log: opts.Logger}
 	if g.max <= 0 {
 		g.max = DefaultMaxWrongPINs
 	}
+	if g.nominal <= 0 {
+		g.nominal = max(DefaultNominalTries, g.max+1)
+	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.rearm = opts.RearmHint
+	if g.rearm == "" {
+		g.rearm = "re-arm the guard or restart the program"
 	}
 	return g
 }
@@ -89,9 +116,9 @@ func (g *GuardStore) trip(reason string) {
 		return
 	}
 	g.tripped = reason
-	g.log.Warn("piv: PIN guard tripped: PIN checks are no longer passed to the token and are answered as blocked",
+	g.log.Warn("piv: PIN guard tripped: PIN checks are no longer passed to the token; the guest sees its PIN blocked (6983; CKR_PIN_LOCKED to PKCS#11 software), though the token is not",
 		"reason", reason, "max_wrong_pins", g.max,
-		"hint", "check the token's PIN, then re-arm the guard or restart the program")
+		"hint", "once the user knows the PIN: "+g.rearm)
 }
 
 func (g *GuardStore) blockedError() error {
@@ -147,17 +174,19 @@ func (g *GuardStore) check(try func() error) error {
 	return err
 }
 
-// retries combines the token's count with the guard's: the fewer wins, and
-// the guard's stands in when the token does not say. Called with mu held.
+// retries is the count of tries the guest is told: the token's when it
+// says, else the nominal count less the wrong PINs (at least 1). The
+// guard's own count does not show: it cuts in at MaxWrongPINs, so that a
+// client does not warn of a final try after one miss (a fresh card telling
+// 63C2). Called with mu held.
 func (g *GuardStore) retries(token int) int {
 	if g.tripped != "" {
 		return 0
 	}
-	left := g.max - g.wrong
-	if token >= 0 && token < left {
-		left = token
+	if token >= 0 {
+		return token
 	}
-	return left
+	return max(g.nominal-g.wrong, 1)
 }
 
 // PINStatus is the token's status as the guard sees it: blocked while

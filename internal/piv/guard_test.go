@@ -31,10 +31,12 @@ func TestGuardTripsAfterWrongPINs(t *testing.T) {
 	guard := piv.NewPINGuard(token, piv.GuardOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	c := newCard(t, guard, piv.Options{})
 
-	if sw := c.sendHex("00200080").SW(); sw != 0x63C2 {
-		t.Fatalf("status: %v, want 63C2 (the guard's count is lower than the token's 5)", sw)
+	// The token's count shows, not the guard's lower one: no client warns
+	// of a final try that is not one.
+	if sw := c.sendHex("00200080").SW(); sw != 0x63C5 {
+		t.Fatalf("status: %v, want 63C5 (the token's count)", sw)
 	}
-	if sw := c.verify(wrongPIN); sw != 0x63C1 {
+	if sw := c.verify(wrongPIN); sw != 0x63C4 {
 		t.Fatalf("first wrong PIN: %v", sw)
 	}
 	if guard.Tripped() {
@@ -90,8 +92,8 @@ func TestGuardRightPINResetsCount(t *testing.T) {
 		pin string
 		sw  apdu.SW
 	}{
-		{wrongPIN, 0x63C2}, {wrongPIN, 0x63C1}, {rightPIN, apdu.SWOK},
-		{wrongPIN, 0x63C2}, {wrongPIN, 0x63C1}, {rightPIN, apdu.SWOK},
+		{wrongPIN, 0x63C4}, {wrongPIN, 0x63C3}, {rightPIN, apdu.SWOK},
+		{wrongPIN, 0x63C4}, {wrongPIN, 0x63C3}, {rightPIN, apdu.SWOK},
 	} {
 		if sw := c.verify(step.pin); sw != step.sw {
 			t.Fatalf("step %d: %v, want %v", i, sw, step.sw)
@@ -162,7 +164,7 @@ func TestGuardChangePIN(t *testing.T) {
 	guard := piv.NewPINGuard(token, piv.GuardOptions{})
 	c := newCard(t, guard, piv.Options{})
 	const change = "00240080 10 %s 3837363534333231"
-	if sw := c.sendHex(strings.Replace(change, "%s", "3030303030303030", 1)).SW(); sw != 0x63C1 {
+	if sw := c.sendHex(strings.Replace(change, "%s", "3030303030303030", 1)).SW(); sw != 0x63C4 {
 		t.Fatalf("wrong old PIN: %v", sw)
 	}
 	if sw := c.sendHex(strings.Replace(change, "%s", "313233343536FFFF", 1)).SW(); sw != apdu.SWOK {
@@ -216,15 +218,17 @@ func TestGuardUnknownRetries(t *testing.T) {
 		t.Fatalf("unguarded wrong PIN: %v", sw)
 	}
 	bare.verify(rightPIN)
-	// Guarded, the guard's own count stands in.
+	// Guarded, the nominal count shows (3, not the guard's 2, so that no
+	// client warns of a final try after one miss), and the guard cuts in
+	// at its own count.
 	c := newCard(t, piv.NewPINGuard(token, piv.GuardOptions{}), piv.Options{})
 	for i, step := range []struct {
 		cmd string
 		sw  apdu.SW
 	}{
+		{"00200080", 0x63C3},
+		{verifyHex(wrongPIN), 0x63C2},
 		{"00200080", 0x63C2},
-		{verifyHex(wrongPIN), 0x63C1},
-		{"00200080", 0x63C1},
 		{verifyHex(wrongPIN), 0x63C0},
 		{"00200080", apdu.SWAuthMethodBlocked},
 	} {

@@ -94,20 +94,21 @@ func TestPKCS11Card(t *testing.T) {
 
 	t.Run("piv-go", func(t *testing.T) { checkPivGo(t, r.pcscd.Readers[0], want, tokenPIN) })
 
-	// PKCS#11 has no retry counter and softhsm2 never locks; the count the
-	// guest sees is bounded by vscclient-go's PIN guard (--max-wrong-pins,
-	// default 2 wrong PINs in a row): 63C2 before any wrong PIN.
+	// PKCS#11 has no retry counter and softhsm2 never locks; the guest is
+	// told the nominal 3 tries (63C3 before any wrong PIN, so that no client
+	// warns of a final try after one miss), while vscclient-go's PIN guard
+	// (--max-wrong-pins, default 2 wrong PINs in a row) cuts in below it.
 	t.Run("wrong PIN", func(t *testing.T) {
 		c.expectSWs(t, "a wrong PIN, then the right one",
 			step{selectPIV, apdu.SWOK},
 			step{pinReset, apdu.SWOK},
+			step{pinStatus, 0x63C3},
+			step{wrong, 0x63C2},
 			step{pinStatus, 0x63C2},
-			step{wrong, 0x63C1},
-			step{pinStatus, 0x63C1},
 			step{right, apdu.SWOK},
 			step{pinStatus, apdu.SWOK},
 			step{pinReset, apdu.SWOK},
-			step{pinStatus, 0x63C2}, // the right PIN reset the count
+			step{pinStatus, 0x63C3}, // the right PIN reset the count
 		)
 		// The same through OpenSC: C_Login refused, one try fewer, and a
 		// right C_Login resets the count.
@@ -115,16 +116,16 @@ func TestPKCS11Card(t *testing.T) {
 		if err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") {
 			t.Errorf("pkcs11-tool with a wrong PIN: %v\n%s", err, out)
 		}
-		c.expectSWs(t, "after OpenSC's wrong PIN", step{pinStatus, 0x63C1})
+		c.expectSWs(t, "after OpenSC's wrong PIN", step{pinStatus, 0x63C2})
 		c.pkcs11(t, "--login", "--pin", tokenPIN, "--list-objects", "--type", "privkey")
-		c.expectSWs(t, "after OpenSC's right PIN", step{pinReset, apdu.SWOK}, step{pinStatus, 0x63C2})
+		c.expectSWs(t, "after OpenSC's right PIN", step{pinReset, apdu.SWOK}, step{pinStatus, 0x63C3})
 	})
 
 	t.Run("PIN guard", func(t *testing.T) {
 		c.expectSWs(t, "wrong PINs until the guard trips",
 			step{pinReset, apdu.SWOK},
-			step{pinStatus, 0x63C2},
-			step{wrong, 0x63C1},
+			step{pinStatus, 0x63C3},
+			step{wrong, 0x63C2},
 			step{wrong, 0x63C0}, // the second wrong PIN in a row trips the guard
 			step{pinStatus, apdu.SWAuthMethodBlocked},
 			step{right, apdu.SWAuthMethodBlocked}, // no PIN reaches the token any more
@@ -149,20 +150,20 @@ func TestPKCS11Card(t *testing.T) {
 		c.expectSWs(t, "the right PIN after SIGHUP",
 			step{right, apdu.SWOK},
 			step{pinReset, apdu.SWOK},
-			step{pinStatus, 0x63C2},
+			step{pinStatus, 0x63C3},
 		)
 	})
 
-	// --max-wrong-pins N: the count goes down from N, the guard answers
-	// 6983 after N wrong PINs, and softhsm2 (which never locks) was not
-	// locked. (Today the guard trips after 2: the same final-try mistake.)
+	// --max-wrong-pins N: the count goes down from N+1 (so that no try
+	// the guard allows is called the final one), the guard answers 6983
+	// after N wrong PINs, and softhsm2 (which never locks) was not locked.
 	t.Run("PIN guard after 3", func(t *testing.T) {
 		b := r.insert(t, 1, tok.h.Env(), "--card", uri, "--max-wrong-pins", "3")
 		b.expectSWs(t, "three wrong PINs",
 			step{selectPIV, apdu.SWOK},
-			step{pinStatus, 0x63C3},
+			step{pinStatus, 0x63C4},
+			step{wrong, 0x63C3},
 			step{wrong, 0x63C2},
-			step{wrong, 0x63C1},
 			step{wrong, 0x63C0},
 			step{pinStatus, apdu.SWAuthMethodBlocked},
 			step{right, apdu.SWAuthMethodBlocked},

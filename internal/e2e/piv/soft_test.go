@@ -62,18 +62,18 @@ func TestSoftCard(t *testing.T) {
 	t.Run("PEM files", func(t *testing.T) {
 		t.Run("OpenSC", func(t *testing.T) { checkOpenSC(t, fromDir, want, softstore.DefaultPIN) })
 		t.Run("piv-go", func(t *testing.T) { checkPivGo(t, r.pcscd.Readers[1], want, softstore.DefaultPIN) })
-		// The soft store counts tries itself (3); the guard allows 2 wrong
-		// PINs in a row; the guest sees the lower.
+		// The soft store counts tries itself (3), and the guest sees that
+		// count; the guard cuts in below it, at 2 wrong PINs in a row.
 		t.Run("wrong PIN", func(t *testing.T) {
 			fromDir.expectSWs(t, "a wrong PIN, then the right one",
 				step{selectPIV, apdu.SWOK},
 				step{pinReset, apdu.SWOK},
+				step{pinStatus, 0x63C3},
+				step{verifyAPDU(wrongPIN(softstore.DefaultPIN)), 0x63C2},
 				step{pinStatus, 0x63C2},
-				step{verifyAPDU(wrongPIN(softstore.DefaultPIN)), 0x63C1},
-				step{pinStatus, 0x63C1},
 				step{verifyAPDU(softstore.DefaultPIN), apdu.SWOK},
 				step{pinReset, apdu.SWOK},
-				step{pinStatus, 0x63C2},
+				step{pinStatus, 0x63C3},
 			)
 		})
 	})
