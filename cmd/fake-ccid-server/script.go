@@ -153,13 +153,14 @@ func (s *script) run(ctx context.Context, srv *vscardtest.Server, cardIn <-chan 
 		}
 		// The apdu event just printed has the response; the step adds
 		// what it means. Only a response put together with GET RESPONSE
-		// is new, and printed whole.
+		// is new, and printed whole; a JSON record carries it always, so
+		// that a program reads each step on its own.
 		kv := []any{"step", i + 1, "line", st.line, "sw", sw.String()}
 		if m := swMeaning(st.cmd, sw); m != "" {
 			kv = append(kv, "meaning", m)
 		}
 		kv = append(kv, "result", status)
-		if pieces > 1 {
+		if pieces > 1 || out.json {
 			kv = append(kv, "response", out.response(resp))
 		}
 		out.line("script", kv...)
