@@ -449,9 +449,9 @@ func TestDomainFlag(t *testing.T) {
 	cmd.Env = append(cmd.Environ(), "NOTIFY_SOCKET="+notify.path)
 	c := harness.Start(t, "vscclient-go --domain", cmd)
 	notify.wait(t, "READY=1", 30*time.Second)
-	if !strings.Contains(c.Output(), "the domain is off; waiting for it to start") {
-		t.Errorf("no word of the domain being off:\n%s", c.Output())
-	}
+	harness.WaitFor(t, 5*time.Second, "word of the domain being off", func() bool {
+		return strings.Contains(c.Output(), "the domain is off; waiting for it to start")
+	})
 	before := time.Now()
 	virsh(t, l, "start", "dom-tcp")
 	started := time.Now()
