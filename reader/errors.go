@@ -64,6 +64,7 @@ const (
 	codeCommError          = 0x80100013
 	codeReaderUnavailable  = 0x80100017
 	codeNoService          = 0x8010001D
+	codeSecurityViolation  = 0x8010006A
 	codeServiceStopped     = 0x8010001E
 	codeNoReaders          = 0x8010002E
 	codeUnresponsiveCard   = 0x80100066
@@ -103,7 +104,7 @@ var codeNames = map[uint32]string{
 	codeUnpoweredCard:      "SCARD_W_UNPOWERED_CARD",
 	codeResetCard:          "SCARD_W_RESET_CARD",
 	codeRemovedCard:        "SCARD_W_REMOVED_CARD",
-	0x8010006A:             "SCARD_W_SECURITY_VIOLATION",
+	codeSecurityViolation:  "SCARD_W_SECURITY_VIOLATION",
 }
 
 // PCSCError is a PC/SC call that failed with a return code. errors.Is
@@ -147,6 +148,11 @@ func (e *PCSCError) condition() error {
 	}
 	switch e.Code {
 	case codeNoService, codeServiceStopped, codeCommError:
+		return ErrNoService
+	case codeSecurityViolation:
+		// pcsc-lite's answer to a context it does not know: the one
+		// this context was made with has gone (seen while pcscd was
+		// killed under load).
 		return ErrNoService
 	case codeNoReaders:
 		return ErrNoReaders

@@ -12,6 +12,7 @@ func TestPCSCErrorConditions(t *testing.T) {
 		want error
 	}{
 		{codeNoService, ErrNoService},
+		{codeSecurityViolation, ErrNoService},
 		{codeServiceStopped, ErrNoService},
 		{codeCommError, ErrNoService},
 		{codeNoReaders, ErrNoReaders},
