@@ -47,7 +47,7 @@ func ExampleChoose() {
 	// "1" -> Yubico YubiKey OTP+FIDO+CCID 01 00
 	// "yubikey" -> Yubico YubiKey OTP+FIDO+CCID 01 00
 	// "Alcor Micro AU9560 00 00" -> Alcor Micro AU9560 00 00
-	// reader: reader "Gemalto" not found; readers present: Alcor Micro AU9560 00 00, Yubico YubiKey OTP+FIDO+CCID 01 00
+	// reader: reader "Gemalto" (a name, or part of one) not found; readers present: Alcor Micro AU9560 00 00, Yubico YubiKey OTP+FIDO+CCID 01 00
 }
 
 // Connect to the first card and send it a command, re-announcing the card
@@ -107,9 +107,9 @@ func ExampleParseSelector() {
 	// "": a reader with a card
 	// "0": reader #0
 	// "2": reader #2
-	// "YubiKey": reader "YubiKey"
-	// "Gemalto PC Twin Reader 00 00": reader "Gemalto PC Twin Reader 00 00"
-	// "-1": reader "-1"
+	// "YubiKey": reader "YubiKey" (a name, or part of one)
+	// "Gemalto PC Twin Reader 00 00": reader "Gemalto PC Twin Reader 00 00" (a name, or part of one)
+	// "-1": reader "-1" (a name, or part of one)
 }
 
 // The protocols an ATR offers, before connecting.

@@ -82,7 +82,7 @@ func (s Selector) String() string {
 	case selIndex:
 		return fmt.Sprintf("reader #%d", s.index)
 	case selAuto:
-		return fmt.Sprintf("reader %q", s.text)
+		return fmt.Sprintf("reader %q (a name, or part of one)", s.text)
 	}
 	return "a reader with a card"
 }

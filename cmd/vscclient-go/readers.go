@@ -12,13 +12,16 @@ import (
 	"github.com/vscardkit/vscardkit/reader"
 )
 
-const readersUsage = `Usage: vscclient-go readers [--json]
+const readersUsage = `Usage: vscclient-go readers [--card pcsc[:NAME]] [--json]
 
 Lists the PC/SC readers of this host, with the card in each: its ATR and the
 protocols it offers. The index, a name or part of one go to --card pcsc:NAME.
+The reader that --card (default pcsc: the first that holds a card) picks now
+is marked with *.
 
 Examples:
   vscclient-go readers
+  vscclient-go readers --card pcsc:Yubi      # which reader pcsc:Yubi picks
   vscclient-go readers --json | jq '.[] | select(.card) | .name'
 
 Flags:
@@ -33,17 +36,24 @@ type readerJSON struct {
 	Mute      bool     `json:"mute,omitempty"`
 	InUse     bool     `json:"in_use,omitempty"`
 	Exclusive bool     `json:"exclusive,omitempty"`
+	Picked    bool     `json:"picked,omitempty"` // --card pcsc[:NAME] picks it now
 }
 
 func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.FlagSet(prog+" readers", readersUsage, stderr)
 	asJSON := fs.Bool("json", false, "print a JSON array")
+	card := fs.String("card", "pcsc", "mark the reader this `card` (pcsc or pcsc:NAME) picks")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("readers takes no arguments")
 	}
+	kind, arg, _ := strings.Cut(*card, ":")
+	if kind != "pcsc" {
+		return cli.Usagef("--card %q: readers marks what a pcsc or pcsc:NAME card picks", *card)
+	}
+	sel := reader.ParseSelector(arg)
 	readers, err := reader.List(ctx)
 	if err != nil {
 		switch {
@@ -54,9 +64,11 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return err
 	}
+	picked, pickErr := reader.Choose(readers, sel)
 	var out []readerJSON
 	for i, r := range readers {
-		j := readerJSON{Index: i, Name: r.Name, Card: r.CardPresent, Mute: r.Mute, InUse: r.InUse, Exclusive: r.Exclusive}
+		j := readerJSON{Index: i, Name: r.Name, Card: r.CardPresent, Mute: r.Mute, InUse: r.InUse, Exclusive: r.Exclusive,
+			Picked: pickErr == nil && r.Name == picked.Name}
 		if r.CardPresent {
 			j.ATR = fmt.Sprintf("%X", r.ATR)
 			if r.Protocols != 0 {
@@ -90,7 +102,14 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		} else if r.InUse {
 			state += "  (in use)"
 		}
-		fmt.Fprintf(stdout, "%d  %s  %s\n", r.Index, r.Name, state)
+		mark := " "
+		if r.Picked {
+			mark = "*"
+		}
+		fmt.Fprintf(stdout, "%s %d  %s  %s\n", mark, r.Index, r.Name, state)
+	}
+	if pickErr != nil {
+		fmt.Fprintf(stdout, "--card %s picks no reader now: %s\n", *card, strings.TrimPrefix(pickErr.Error(), "reader: "))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/vscardkit/vscardkit/internal/bridge"
@@ -43,10 +44,11 @@ type Source struct {
 	log *slog.Logger
 
 	// The fields below belong to the goroutine in Run.
-	chosen string
-	card   *reader.Card
-	gen    uint64
-	failed bool // the last connection attempt failed
+	chosen  string
+	card    *reader.Card
+	gen     uint64
+	failed  bool   // the last connection attempt failed
+	waiting string // what was last said about the reader waited for ("": nothing)
 
 	reset chan *reader.ResetError // from Transmit: the card was reset or replaced
 }
@@ -131,19 +133,18 @@ func (s *Source) reconcile(ctx context.Context, readers []reader.Reader) bridge.
 		s.chosen = ""
 		r, err := reader.Choose(readers, s.cfg.Selector)
 		if err != nil {
-			var nf *reader.NotFoundError
-			if !errors.As(err, &nf) {
-				s.log.Warn("choosing a reader", "err", err)
-			}
+			s.sayWaiting(err, readers)
 			return bridge.State{}
 		}
+		s.waiting = ""
 		s.chosen = r.Name
 		cur = &r
 		s.log.Info("using reader", "reader", r.Name)
 	}
 	if !cur.CardPresent || cur.Mute {
 		if s.card != nil {
-			s.log.Info("card removed", "reader", s.chosen)
+			// The bridge says "card removed" as it tells the guest.
+			s.log.Debug("card out of the reader", "reader", s.chosen)
 			s.disconnect()
 		}
 		return bridge.State{Reader: s.name()}
@@ -168,6 +169,39 @@ func (s *Source) reconcile(ctx context.Context, readers []reader.Reader) bridge.
 	}
 	atr, _ := ForGuest(s.card.ATR())
 	return bridge.State{Reader: s.name(), ATR: atr, Card: &pcscCard{c: s.card, src: s, shared: s.cfg.Shared}, Generation: s.gen}
+}
+
+// sayWaiting says, once for each set of readers, what the source waits for
+// and which readers it sees: a reader that is not there, every reader
+// empty, or a name that matches several.
+func (s *Source) sayWaiting(err error, readers []reader.Reader) {
+	var seen []string
+	for i, r := range readers {
+		state := "empty"
+		if r.CardPresent {
+			state = "card"
+		}
+		seen = append(seen, fmt.Sprintf("%d %q (%s)", i, r.Name, state))
+	}
+	list := strings.Join(seen, ", ")
+	if list == "" {
+		list = "none"
+	}
+	var amb *reader.AmbiguousError
+	msg, hint := "waiting for "+s.cfg.Selector.String(), "vscclient-go readers lists them; --card pcsc:NAME takes a name, part of one, or an index"
+	switch {
+	case errors.As(err, &amb):
+		msg = fmt.Sprintf("%q matches %d readers; waiting until it matches one", amb.Query, len(amb.Matches))
+		hint = "give more of the name, or the reader's index: --card pcsc:0 (vscclient-go readers lists them)"
+	case len(readers) == 0:
+		hint = "plug the reader in (no PC/SC reader is present)"
+	case s.cfg.Selector == (reader.Selector{}):
+		hint = "insert a card in a reader, or name the reader: --card pcsc:NAME"
+	}
+	if key := msg + "|" + list; key != s.waiting {
+		s.waiting = key
+		s.log.Warn(msg, "readers", list, "hint", hint)
+	}
 }
 
 func (s *Source) name() string {
