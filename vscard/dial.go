@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -90,6 +91,9 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		tlsConn := tls.Client(nc, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
 			nc.Close()
+			if wantsClientCert(err) {
+				return nil, fmt.Errorf("vscard: TLS handshake with %s: %w (the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts)", address, err)
+			}
 			return nil, fmt.Errorf("vscard: TLS handshake with %s: %w", address, err)
 		}
 		st := tlsConn.ConnectionState()
@@ -102,13 +106,32 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		nc = tlsConn
 	}
 	c, err := NewClient(ctx, nc, &cfg.ClientConfig)
-	if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
+	if err != nil && cfg.TLS == nil && network != "unix" && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
+		// A chardev with TLS reads the client's Init as a broken
+		// ClientHello and closes the connection.
+		err = fmt.Errorf("%w (the host closed the connection before answering Init: a chardev with TLS (tls='yes', tls-creds) does that to a client without TLS; connect with tls:// and a client certificate)", err)
+	}
+	if err != nil && cfg.TLS != nil && wantsClientCert(err) {
+		// TLS 1.3: the server's verdict on the client certificate comes
+		// after the client's handshake, with the first read.
+		err = fmt.Errorf("%w (the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts)", err)
+	} else if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
 		// With TLS 1.3 the client's handshake is over before the server
 		// has checked the client's certificate: QEMU (GnuTLS, verify-peer=on)
 		// then closes the connection without an alert.
 		err = fmt.Errorf("%w (the host closed the TLS connection before answering: QEMU with verify-peer=on does that when it refuses the client certificate: none was given, or its CA is not the one QEMU trusts)", err)
 	}
 	return c, err
+}
+
+// wantsClientCert reports whether err is the server's TLS alert that it
+// wants a client certificate it trusts (certificate_required or
+// bad_certificate, RFC 8446 6.2). crypto/tls exports AlertError only for
+// QUIC; over TCP a remote alert is a net.OpError around an unexported
+// type, so the alert is known by its text.
+func wantsClientCert(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "remote error: tls: certificate required") || strings.Contains(s, "remote error: tls: bad certificate")
 }
 
 // withQuickAck wraps a TCP connection so that every read re-arms
