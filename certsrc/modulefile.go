@@ -154,6 +154,11 @@ func (u *URI) moduleFile(p modulePlaces) (string, error) {
 		return "", fmt.Errorf("%w: no module %q in %s", ErrNoModule, u.ModuleName, u.ModulePath)
 	}
 	if u.ModuleName == "" {
+		for _, a := range u.QueryVendor {
+			if n := strings.ReplaceAll(strings.ToLower(a.Name), "_", "-"); n == "module-path" || n == "module-name" || n == "modulepath" || n == "modulename" {
+				return "", fmt.Errorf("%w: the URI has %q, which RFC 7512 spells %s", ErrNoModule, a.Name, strings.Replace(strings.Replace(n, "modulepath", "module-path", 1), "modulename", "module-name", 1))
+			}
+		}
 		return "", fmt.Errorf("%w: the URI names no module; add ?module-path=%s or ?module-name=NAME", ErrNoModule, exampleModule(p.goos))
 	}
 	if strings.ContainsAny(u.ModuleName, "/\\\x00") {

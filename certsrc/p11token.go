@@ -135,6 +135,7 @@ func (s *Store) findToken(match func(id uint, si func() (pkcs11.SlotInfo, error)
 	}
 	var found []uint
 	var infos []TokenInfo
+	var all []string // every initialised token, for the error
 	for _, id := range ids {
 		raw, err := s.ctx.GetTokenInfo(id)
 		if err != nil {
@@ -145,6 +146,7 @@ func (s *Store) findToken(match func(id uint, si func() (pkcs11.SlotInfo, error)
 			continue
 		}
 		ti := tokenInfo(raw)
+		all = append(all, fmt.Sprintf("%q (serial %s)", ti.Label, ti.Serial))
 		if match(id, func() (pkcs11.SlotInfo, error) { return s.ctx.GetSlotInfo(id) }, ti) {
 			found = append(found, id)
 			infos = append(infos, ti)
@@ -152,7 +154,10 @@ func (s *Store) findToken(match func(id uint, si func() (pkcs11.SlotInfo, error)
 	}
 	switch len(found) {
 	case 0:
-		return 0, TokenInfo{}, fmt.Errorf("%w (%d slots with a token)", ErrTokenNotFound, len(ids))
+		if len(all) == 0 {
+			return 0, TokenInfo{}, fmt.Errorf("%w: the module has no initialised token (%d slots with a token)", ErrTokenNotFound, len(ids))
+		}
+		return 0, TokenInfo{}, fmt.Errorf("%w: the module's tokens are %s", ErrTokenNotFound, strings.Join(all, ", "))
 	case 1:
 		return found[0], infos[0], nil
 	}

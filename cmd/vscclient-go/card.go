@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -42,7 +43,7 @@ func openCard(ctx context.Context, o *options, log *slog.Logger, stderr io.Write
 
 // checkCard checks that the card options go together.
 func checkCard(o *options) error {
-	kind, _, _ := strings.Cut(o.card, ":")
+	kind := cardKind(o.card)
 	switch {
 	case kind != "pcsc" && kind != "soft" && kind != "pkcs11":
 		return cli.WithHint(cli.Usagef("--card %q: unknown card", o.card), "use pcsc, pcsc:NAME, pkcs11:URI, soft or soft:DIR")
@@ -63,7 +64,7 @@ func openSource(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 	if err := checkCard(o); err != nil {
 		return nil, nil, nil, err
 	}
-	kind, arg, _ := strings.Cut(o.card, ":")
+	kind, arg := cardKind(o.card), cardArg(o.card)
 	switch kind {
 	case "pcsc":
 		src, release, err := openPCSC(o, arg, log)
@@ -140,8 +141,12 @@ func openPKCS11(ctx context.Context, o *options, log *slog.Logger, stderr io.Wri
 	if errors.Is(err, certsrc.ErrNoPKCS11Support) {
 		return nil, cli.WithHint(err, "this vscclient-go was built without cgo; rebuild it with CGO_ENABLED=1 and a C compiler (mingw-w64 on Windows) for --card pkcs11:..., or use --card pcsc")
 	}
+	if errors.Is(err, certsrc.ErrNoModule) {
+		return nil, cli.WithHint(err, "name the module's file in the URI, e.g. ?module-path=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so (OpenSC) or ?module-path=/usr/lib/softhsm/libsofthsm2.so (softhsm2)")
+	}
 	if err != nil {
-		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module MODULE --list-token-slots --list-objects")
+		module, _ := u.ModuleFile()
+		return nil, cli.WithHint(err, "list the module's tokens and objects with: pkcs11-tool --module "+cmp.Or(module, "MODULE")+" --list-token-slots --list-objects")
 	}
 	fmt.Fprintf(stderr, "token %q (serial %s)\n", st.Token().Label, st.Token().Serial)
 	describeSlots(stderr, log, "token", tokenstore.New(st))

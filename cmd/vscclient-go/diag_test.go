@@ -86,3 +86,48 @@ func writeSelfSignedCA(t *testing.T, dir string) {
 	os.WriteFile(filepath.Join(dir, "9a.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(filepath.Join(dir, "9a.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600)
 }
+
+// runExit runs the vscclient-go binary to its end and returns its exit code
+// and standard error.
+func runExit(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(harness.Commands(t), "vscclient-go"), args...)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("vscclient-go %s:\n%s", strings.Join(args, " "), out)
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// What a PKCS#11 URI gets wrong is said: a token label that is not there
+// (with the labels that are), module_path for module-path; and the scheme
+// takes any case.
+func TestTokenURIMistakes(t *testing.T) {
+	h := harness.NewSoftHSM(t, "alice")
+	h.InitToken(t, "carol")
+	h.AddIdentity(t, harness.IdentitySpec{Token: "alice", ID: []byte{0x01}, Label: "alice"})
+	module, err := harness.SoftHSMModule()
+	if err != nil {
+		harness.Missing(t, "softhsm2", err)
+	}
+	code, out := runExit(t, h.Env(), "--card", "pkcs11:token=bob?module-path="+module, "127.0.0.1", "1")
+	if code != 1 || !strings.Contains(out, `no token matches the URI: the module's tokens are "alice"`) || !strings.Contains(out, `"carol"`) {
+		t.Errorf("token=bob: exit %d", code)
+	}
+	code, out = runExit(t, h.Env(), "--card", "pkcs11:token=alice?module_path="+module, "127.0.0.1", "1")
+	if code != 1 || !strings.Contains(out, `the URI has "module_path", which RFC 7512 spells module-path`) || !strings.Contains(out, "hint: name the module's file in the URI") {
+		t.Errorf("module_path: exit %d", code)
+	}
+	srv := vscardtest.NewServer()
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	cmd := exec.Command(filepath.Join(harness.Commands(t), "vscclient-go"), "--card", "PKCS11:token=alice?module-path="+module, host, port)
+	cmd.Env = append(cmd.Environ(), h.Env()...)
+	p := harness.Start(t, "vscclient-go", cmd)
+	wantOutput(t, p, `msg="card inserted"`)
+}

@@ -294,10 +294,17 @@ func (h singleControl) Rearm(domain string) error {
 func (h singleControl) Status() any { return statusReport([]clientStatus{h.c.status()}) }
 
 // cardKind names the card source without what may follow its colon (a
-// PKCS#11 URI can be long; it holds no PIN: certsrc refuses pin-value).
+// PKCS#11 URI can be long; it holds no PIN: certsrc refuses pin-value), in
+// lower case: a card's kind, like a URI's scheme, takes any case (PKCS11:).
 func cardKind(card string) string {
 	kind, _, _ := strings.Cut(card, ":")
-	return kind
+	return strings.ToLower(kind)
+}
+
+// cardArg is what follows the card's kind and its colon.
+func cardArg(card string) string {
+	_, arg, _ := strings.Cut(card, ":")
+	return arg
 }
 
 // target is a parsed --connect.

@@ -156,7 +156,7 @@ func loadServeConfig(path string) (*serveConfig, error) {
 		if err := checkCard(o); err != nil {
 			return nil, configErr(path, "domain %q: %v", name, strings.TrimPrefix(err.Error(), cli.ErrUsage.Error()+": "))
 		}
-		if kind, arg, _ := strings.Cut(o.card, ":"); kind == "pcsc" {
+		if kind, arg := cardKind(o.card), cardArg(o.card); kind == "pcsc" {
 			for sel, other := range readers {
 				if sel == arg || sel == "" || arg == "" {
 					what := fmt.Sprintf("PC/SC reader %q", arg)
