@@ -28,8 +28,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/vscardkit/vscardkit/internal/cli"
+	"github.com/vscardkit/vscardkit/internal/domain"
 	"github.com/vscardkit/vscardkit/xmlconfig"
 )
 
@@ -57,7 +61,9 @@ The smartcard (default: passthrough, QEMU listening on TCP 127.0.0.1:2001):
                         without brackets; anything else without --tls lets whoever connects
                         act as the guest's card)
   --port N              TCP port QEMU listens on (default 2001)
-  --socket PATH         unix socket QEMU listens on (with --transport unix)
+  --socket PATH         unix socket QEMU listens on (with --transport unix; default, for a domain
+                        (--domain, --new-domain): /var/lib/libvirt/qemu/vscardkit-NAME.sock,
+                        one per domain, so that two domains never collide)
   --tls                 TLS on the TCP chardev (libvirt: tls='yes'; the client needs a certificate)
   --tls-dir DIR         QEMU's TLS directory on the VM host: ca-cert.pem, server-cert.pem,
                         server-key.pem (default /etc/pki/libvirt-chardev)
@@ -85,6 +91,8 @@ What to print:
   --new-domain NAME     print a minimal complete domain (TCG, 64 MiB, no disk) to try a setup
   --output FILE         write to FILE instead of standard output, replacing it whole and only
                         when everything succeeded (FILE may be the --domain file itself)
+  --libvirt URI         warn when another domain of this libvirt already takes the port or socket
+                        (default qemu:///system, skipped when it cannot be reached; '' skips it)
   -h, --help            this help
 
 Examples:
@@ -96,8 +104,9 @@ Examples:
   virsh dumpxml --inactive win11 | vscclient-go config --domain - --format xml --output win11.xml &&
     virsh define win11.xml
 
-  # Over a unix socket.
-  vscclient-go config --transport unix --socket /run/vscardkit/win11.sock
+  # Over a unix socket named after the domain (no port to collide with another VM's).
+  virsh dumpxml --inactive win11 | vscclient-go config --domain - --transport unix \
+      --format xml --output win11.xml && virsh define win11.xml
 
   # TLS for a client on another machine: certificates, then the setup.
   vscclient-go config tls-certs --host vmhost.example /etc/pki/libvirt-chardev
@@ -216,13 +225,14 @@ type options struct {
 	domain    string
 	newDomain string
 	output    string // --output FILE; "" for stdout
+	libvirt   string // --libvirt URI for the clash check; "" skips it
 	// cardFlags reports whether a flag that describes the smartcard was
 	// given (as opposed to output flags).
 	cardFlags bool
 }
 
 // outputFlags are the flags that do not describe the smartcard.
-var outputFlags = map[string]bool{"format": true, "domain": true, "new-domain": true, "output": true}
+var outputFlags = map[string]bool{"format": true, "domain": true, "new-domain": true, "output": true, "libvirt": true}
 
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
@@ -252,6 +262,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.domain, "domain", "", "")
 	fs.StringVar(&o.newDomain, "new-domain", "", "")
 	fs.StringVar(&o.output, "output", "", "")
+	fs.StringVar(&o.libvirt, "libvirt", domain.DefaultURI, "")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -319,11 +330,25 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c := o.c
 	var msgs []string    // notes and warnings, printed on success
 	var domainXML []byte // the whole domain, when there is one
+	name := o.newDomain  // the domain's name, when there is one
+	var doc []byte
 	if o.domain != "" {
-		doc, err := readDomain(o.domain, stdin)
-		if err != nil {
+		if doc, err = readDomain(o.domain, stdin); err != nil {
 			return err
 		}
+		var d libvirtxml.Domain
+		if d.Unmarshal(string(doc)) == nil {
+			name = d.Name
+		}
+	}
+	if c.Mode == xmlconfig.Passthrough && c.Transport == xmlconfig.Unix && c.Path == "" {
+		if name == "" {
+			return cli.WithHint(cli.Usagef("--transport unix needs --socket PATH"),
+				"or give the domain (--domain FILE, --new-domain NAME): its name makes a socket path no other domain has")
+		}
+		c.Path = DefaultSocket(name)
+	}
+	if o.domain != "" {
 		e, err := editDomain(doc, c, o.cardFlags)
 		if err != nil {
 			return err
@@ -341,6 +366,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	msgs = append(msgs, c.Warnings()...)
+	msgs = append(msgs, clashes(o.libvirt, name, c)...)
 
 	// Everything is put together before anything is written: a failure
 	// leaves stdout empty and --output's file as it was.
@@ -359,6 +385,48 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%s: %s\n", Program, m)
 	}
 	return nil
+}
+
+// DefaultSocket is the unix socket `config --transport unix` gives domain
+// name when --socket is not given: in the QEMU driver's state directory,
+// which QEMU (user libvirt-qemu on Debian) may write in, named after the
+// domain so that two domains never take the same one.
+func DefaultSocket(name string) string {
+	return "/var/lib/libvirt/qemu/vscardkit-" + name + ".sock"
+}
+
+// clashes returns a warning for each endpoint of another domain of the
+// libvirt at uri that c's chardev would take as well: the same TCP port
+// (on the same or any address) or the same socket. A libvirt that cannot
+// be reached (within 2 s) gives none.
+func clashes(uri, self string, c xmlconfig.Config) []string {
+	if uri == "" || c.Mode != xmlconfig.Passthrough || c.Transport == xmlconfig.SpiceVMC {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := domain.Dial(ctx, uri, nil)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	eps, err := conn.Endpoints(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, ep := range eps {
+		if ep.Domain == self {
+			continue
+		}
+		switch {
+		case c.Transport == xmlconfig.Unix && ep.Network == "unix" && ep.Path == c.Path:
+			out = append(out, fmt.Sprintf("warning: domain %s's %s already listens on %s (libvirt %s): give another --socket, or leave it out to get one named after the domain", ep.Domain, ep.Device, ep.Path, uri))
+		case c.Transport != xmlconfig.Unix && ep.Network == "tcp" && ep.Port == c.Port:
+			out = append(out, fmt.Sprintf("warning: domain %s's %s already takes TCP port %d (libvirt %s): the second domain to start will fail; give another --port, or --transport unix", ep.Domain, ep.Device, ep.Port, uri))
+		}
+	}
+	return out
 }
 
 // writeFileAtomic replaces path with b: it writes a temporary file in the

@@ -412,3 +412,53 @@ func TestGoldenDomainsValidate(t *testing.T) {
 		t.Errorf("only %d golden cases print a whole domain", n)
 	}
 }
+
+// TestClashWarnings: config warns when another domain of the libvirt it is
+// given already takes the TCP port or the unix socket it would use, and
+// --transport unix names the socket after the domain.
+func TestClashWarnings(t *testing.T) {
+	l := libvirtd.Get(t)
+	port := harness.FreePort(t)
+	for _, d := range []struct{ name, xml string }{
+		{"vsck-clash-tcp", config(t, "--new-domain", "vsck-clash-tcp", "--format", "xml", "--port", strconv.Itoa(port))},
+		{"vsck-clash-unix", config(t, "--new-domain", "vsck-clash-unix", "--format", "xml", "--transport", "unix")},
+	} {
+		f := filepath.Join(t.TempDir(), "domain.xml")
+		os.WriteFile(f, []byte(d.xml), 0o600)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if out, err := l.Virsh(ctx, "define", f); err != nil {
+			cancel()
+			t.Fatalf("define %s: %v\n%s", d.name, err, out)
+		}
+		cancel()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			l.Virsh(ctx, "undefine", d.name)
+		})
+	}
+	run := func(args ...string) string {
+		var stdout, stderr bytes.Buffer
+		if code := Main(context.Background(), append([]string{"--libvirt", l.URI, "--format", "xml"}, args...), nil, &stdout, &stderr); code != 0 {
+			t.Fatalf("config %v: exit %d\n%s", args, code, stderr.String())
+		}
+		return stderr.String()
+	}
+	if got := run("--port", strconv.Itoa(port), "--new-domain", "another"); !strings.Contains(got, fmt.Sprintf("warning: domain vsck-clash-tcp's smartcard already takes TCP port %d", port)) {
+		t.Errorf("the same port: stderr %q", got)
+	}
+	if got := run("--port", strconv.Itoa(port), "--new-domain", "vsck-clash-tcp"); strings.Contains(got, "warning") {
+		t.Errorf("the domain's own port: stderr %q", got)
+	}
+	if got := run("--transport", "unix", "--socket", DefaultSocket("vsck-clash-unix"), "--new-domain", "another"); !strings.Contains(got, "warning: domain vsck-clash-unix's smartcard already listens on "+DefaultSocket("vsck-clash-unix")) {
+		t.Errorf("the same socket: stderr %q", got)
+	}
+	if got := run("--transport", "unix", "--new-domain", "another"); strings.Contains(got, "warning") {
+		t.Errorf("a socket named after another domain: stderr %q", got)
+	}
+	// A libvirt that cannot be reached is no error.
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"--libvirt", "qemu:///system?socket=/nonexistent/sock", "--format", "xml"}, nil, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+		t.Errorf("unreachable libvirt: exit %d, stderr %q", code, stderr.String())
+	}
+}
