@@ -374,7 +374,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 			switch down := time.Since(downSince); {
 			case failures == 1:
 				downSince, remindAt = time.Now(), time.Minute
-				b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err)
+				if h := permissionHint(*t, err); h != "" {
+					b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err, "hint", h)
+				} else {
+					b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err)
+				}
 			case down >= remindAt:
 				remindAt = nextReminder(remindAt)
 				b.log.Warn("still trying to reach the host", "host", t.Address, "attempts", failures, "for", down.Round(time.Second).String(), "err", err)

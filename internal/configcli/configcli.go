@@ -62,7 +62,7 @@ The smartcard (default: passthrough, QEMU listening on TCP 127.0.0.1:2001):
                         act as the guest's card)
   --port N              TCP port QEMU listens on (default 2001)
   --socket PATH         unix socket QEMU listens on (with --transport unix; default, for a domain
-                        (--domain, --new-domain): /var/lib/libvirt/qemu/vscardkit-NAME.sock,
+                        (--domain, --new-domain): /var/lib/vscardkit/sockets/NAME.sock,
                         one per domain, so that two domains never collide)
   --tls                 TLS on the TCP chardev (libvirt: tls='yes'; the client needs a certificate)
   --tls-dir DIR         QEMU's TLS directory on the VM host: ca-cert.pem, server-cert.pem,
@@ -347,6 +347,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				"or give the domain (--domain FILE, --new-domain NAME): its name makes a socket path no other domain has")
 		}
 		c.Path = DefaultSocket(name)
+		if statSocketDir() != nil {
+			msgs = append(msgs, "note: "+SocketDir+" does not exist here: the vscardkit package makes it (group vscardkit, setgid, so the service may use libvirt's sockets); "+
+				"without the package, make it on the VM host with a group the client runs in: install -d -m 2770 -g GROUP "+SocketDir)
+		}
 	}
 	if o.domain != "" {
 		e, err := editDomain(doc, c, o.cardFlags)
@@ -387,12 +391,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// SocketDir is where `config --transport unix` puts a domain's socket when
+// --socket is not given. libvirt makes a listening unix chardev itself, as
+// root with mode 0775, so a client that is not root may connect only when
+// the socket's group is one of its groups: the vscardkit package makes this
+// directory setgid, group vscardkit (the service's user), and every socket
+// made in it takes that group.
+const SocketDir = "/var/lib/vscardkit/sockets"
+
+// statSocketDir says whether SocketDir is there (tests replace it: their
+// output must not depend on the machine).
+var statSocketDir = func() error { _, err := os.Stat(SocketDir); return err }
+
 // DefaultSocket is the unix socket `config --transport unix` gives domain
-// name when --socket is not given: in the QEMU driver's state directory,
-// which QEMU (user libvirt-qemu on Debian) may write in, named after the
-// domain so that two domains never take the same one.
+// name when --socket is not given: in SocketDir, named after the domain so
+// that two domains never take the same one.
 func DefaultSocket(name string) string {
-	return "/var/lib/libvirt/qemu/vscardkit-" + name + ".sock"
+	return SocketDir + "/" + name + ".sock"
 }
 
 // clashes returns a warning for each endpoint of another domain of the

@@ -172,6 +172,10 @@ func TestPackage(t *testing.T) {
 		if hadLibvirt && !slices.Contains(groups, "libvirt") {
 			t.Errorf("vscardkit's groups %q lack libvirt", groups)
 		}
+		// The unix chardevs' directory: setgid, group vscardkit.
+		if st := r.must(t, "stat", "-c", "%A %U:%G", "/var/lib/vscardkit/sockets"); strings.TrimSpace(st) != "drwxrws--- vscardkit:vscardkit" {
+			t.Errorf("/var/lib/vscardkit/sockets is %q, want drwxrws--- vscardkit:vscardkit", strings.TrimSpace(st))
+		}
 	})
 
 	t.Run("units", func(t *testing.T) {

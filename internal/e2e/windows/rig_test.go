@@ -78,10 +78,12 @@ func interrupt(t *testing.T, p *harness.Process, connected bool) {
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
+	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.WaitExit(ctx); err != nil {
-		t.Fatalf("after Ctrl-C: %v (want exit status 0)\n%s", err, p.Output())
+		t.Fatalf("%v after Ctrl-C: %v (want exit status 0); the client's log ends:\n%s",
+			time.Since(sent).Round(time.Millisecond), err, tail(p.Output(), 25))
 	}
 	out := p.Output()
 	for _, bad := range []string{"removing the card on exit", "removing the reader on exit"} {
@@ -98,6 +100,15 @@ func interrupt(t *testing.T, p *harness.Process, connected bool) {
 			t.Errorf("no %s in the log after Ctrl-C:\n%s", w, out)
 		}
 	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
 }
 
 var (
