@@ -106,7 +106,7 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		nc = tlsConn
 	}
 	c, err := NewClient(ctx, nc, &cfg.ClientConfig)
-	if err != nil && cfg.TLS == nil && network != "unix" && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
+	if err != nil && cfg.TLS == nil && network != "unix" && (errors.Is(err, ErrHostClosed) || isReset(err)) {
 		// A chardev with TLS reads the client's Init as a broken
 		// ClientHello and closes the connection.
 		err = fmt.Errorf("%w (the host closed the connection before answering Init: a chardev with TLS (tls='yes', tls-creds) does that to a client without TLS; connect with tls:// and a client certificate)", err)
@@ -115,7 +115,7 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		// TLS 1.3: the server's verdict on the client certificate comes
 		// after the client's handshake, with the first read.
 		err = fmt.Errorf("%w (the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts)", err)
-	} else if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || errors.Is(err, syscall.ECONNRESET)) {
+	} else if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || isReset(err)) {
 		// With TLS 1.3 the client's handshake is over before the server
 		// has checked the client's certificate: QEMU (GnuTLS, verify-peer=on)
 		// then closes the connection without an alert.
