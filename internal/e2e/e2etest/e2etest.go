@@ -10,9 +10,12 @@ package e2etest
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/vscardkit/vscardkit/internal/guest"
+	"github.com/vscardkit/vscardkit/internal/harness"
 	"github.com/vscardkit/vscardkit/internal/procnet"
 )
 
@@ -37,4 +40,31 @@ func Boot(t testing.TB, ctx context.Context, img guest.Image, opts guest.BootOpt
 		t.Fatalf("QEMU's chardev: %v (the console follows)", err)
 	}
 	return vm
+}
+
+var defaultImage struct {
+	once sync.Once
+	img  guest.Image
+	err  error
+}
+
+// Image returns the default guest image (guest.BuildOptions{}), built once
+// per test binary and cached between runs, or reports the builder's peers
+// (and QEMU) missing.
+func Image(t testing.TB) guest.Image {
+	t.Helper()
+	harness.RequireRoot(t, "guest image builder (apt-get download)")
+	for _, prog := range []string{"apt-get", "dpkg-deb", "ldd", "busybox", "pcscd", "opensc-tool", "pkcs11-tool", "pcsc_scan"} {
+		harness.LookPath(t, "guest image builder", prog)
+	}
+	harness.LookPath(t, "QEMU (qemu-system-x86)", guest.DefaultQEMU)
+	defaultImage.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		defaultImage.img, defaultImage.err = guest.Build(ctx, guest.BuildOptions{})
+	})
+	if defaultImage.err != nil {
+		t.Fatalf("building the guest image: %v", defaultImage.err)
+	}
+	return defaultImage.img
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,30 +25,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	imageOnce sync.Once
-	image     guest.Image
-	imageErr  error
-)
-
-// testImage builds the guest image once per test binary (it is cached
-// between runs), or reports the peers missing.
+// testImage is the default guest image (e2etest.Image).
 func testImage(t testing.TB) guest.Image {
 	t.Helper()
-	harness.RequireRoot(t, "guest image builder (apt-get download)")
-	for _, prog := range []string{"apt-get", "dpkg-deb", "ldd", "busybox", "pcscd", "opensc-tool", "pkcs11-tool", "pcsc_scan"} {
-		harness.LookPath(t, "guest image builder", prog)
-	}
-	harness.LookPath(t, "QEMU (qemu-system-x86)", guest.DefaultQEMU)
-	imageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		image, imageErr = guest.Build(ctx, guest.BuildOptions{})
-	})
-	if imageErr != nil {
-		t.Fatalf("building the guest image: %v", imageErr)
-	}
-	return image
+	return e2etest.Image(t)
 }
 
 // bootOptions returns the options that boot the guest with c's smartcard,

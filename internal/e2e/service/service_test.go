@@ -20,6 +20,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/vscardkit/vscardkit/internal/e2e/e2etest"
 	"github.com/vscardkit/vscardkit/internal/e2e/guest"
 	iguest "github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/harness"
@@ -40,19 +41,10 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// guestImage builds (or finds cached) the test guest, or reports its
-// builder's peers missing.
+// guestImage is the default guest image (e2etest.Image).
 func guestImage(t *testing.T) iguest.Image {
 	t.Helper()
-	harness.RequireRoot(t, "guest image builder (apt-get download)")
-	for _, prog := range []string{"apt-get", "dpkg-deb", "ldd", "busybox", "pcscd", "opensc-tool", "pkcs11-tool"} {
-		harness.LookPath(t, "guest image builder", prog)
-	}
-	img, err := iguest.Build(timeout(t, 5*time.Minute), iguest.BuildOptions{})
-	if err != nil {
-		t.Fatalf("building the guest image: %v", err)
-	}
-	return img
+	return e2etest.Image(t)
 }
 
 // guestDomain is a libvirt domain that boots the test guest straight from

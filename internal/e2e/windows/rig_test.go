@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vscardkit/vscardkit/internal/e2e/e2etest"
 	"github.com/vscardkit/vscardkit/internal/guest"
 	"github.com/vscardkit/vscardkit/internal/harness"
 )
@@ -140,28 +141,8 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "")
 }
 
-var (
-	imageOnce sync.Once
-	image     guest.Image
-	imageErr  error
-)
-
-// testImage builds the guest image once per test binary (cached between
-// runs), or reports the peers missing. (As internal/e2e/guest's.)
+// testImage is the default guest image (e2etest.Image).
 func testImage(t testing.TB) guest.Image {
 	t.Helper()
-	harness.RequireRoot(t, "guest image builder (apt-get download)")
-	for _, prog := range []string{"apt-get", "dpkg-deb", "ldd", "busybox", "pcscd", "opensc-tool", "pkcs11-tool", "pcsc_scan"} {
-		harness.LookPath(t, "guest image builder", prog)
-	}
-	harness.LookPath(t, "QEMU (qemu-system-x86)", guest.DefaultQEMU)
-	imageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		image, imageErr = guest.Build(ctx, guest.BuildOptions{})
-	})
-	if imageErr != nil {
-		t.Fatalf("building the guest image: %v", imageErr)
-	}
-	return image
+	return e2etest.Image(t)
 }
