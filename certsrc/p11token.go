@@ -155,7 +155,7 @@ func (s *Store) findToken(match func(id uint, si func() (pkcs11.SlotInfo, error)
 	switch len(found) {
 	case 0:
 		if len(all) == 0 {
-			return 0, TokenInfo{}, fmt.Errorf("%w: the module has no initialised token (%d slots with a token)", ErrTokenNotFound, len(ids))
+			return 0, TokenInfo{}, fmt.Errorf("%w: none of the module's tokens is initialised (%s with a token; softhsm2-util --init-token or pkcs11-tool --init-token makes one)", ErrTokenNotFound, plural(len(ids), "slot"))
 		}
 		return 0, TokenInfo{}, fmt.Errorf("%w: the module's tokens are %s", ErrTokenNotFound, strings.Join(all, ", "))
 	case 1:
@@ -416,4 +416,12 @@ func refusedCode(code uint) bool {
 // opError wraps a PKCS#11 failure of op.
 func opError(op string, err error) error {
 	return fmt.Errorf("certsrc: %s: %w", op, err)
+}
+
+// plural returns "1 slot", "2 slots".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

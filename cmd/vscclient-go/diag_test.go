@@ -123,6 +123,16 @@ func TestTokenURIMistakes(t *testing.T) {
 	if code != 1 || !strings.Contains(out, `the URI has "module_path", which RFC 7512 spells module-path`) || !strings.Contains(out, "hint: name the module's file in the URI") {
 		t.Errorf("module_path: exit %d", code)
 	}
+	// A module without an initialised token (softhsm2 shows one empty slot).
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+dir+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = runExit(t, []string{"SOFTHSM2_CONF=" + conf}, "--card", "pkcs11:token=alice?module-path="+module, "127.0.0.1", "1")
+	if code != 1 || !strings.Contains(out, "none of the module's tokens is initialised (1 slot with a token; softhsm2-util --init-token") {
+		t.Errorf("no initialised token: exit %d\n%s", code, out)
+	}
 	srv := vscardtest.NewServer()
 	defer srv.Close()
 	host, port, _ := net.SplitHostPort(srv.Addr())
