@@ -267,8 +267,12 @@ type runner struct {
 	mu      sync.Mutex
 	c       *vmCard // nil until the card is open
 	openErr error   // why the card did not open, meanwhile
-	settled chan struct{}
+
+	settled    chan struct{} // closed once: the card settled, or failed to open
+	settleOnce sync.Once
 }
+
+func (r *runner) settle() { r.settleOnce.Do(func() { close(r.settled) }) }
 
 func (s *server) run(ctx context.Context, cfg *serveConfig, controlPath string) error {
 	s.changed = make(chan struct{}, 1)
@@ -486,7 +490,7 @@ func (r *runner) run(ctx context.Context, w *domain.Watcher, log *slog.Logger, s
 			go func() {
 				select {
 				case <-c.settled:
-					close(r.settled)
+					r.settle()
 				case <-ctx.Done():
 				}
 				poke()
@@ -503,11 +507,7 @@ func (r *runner) run(ctx context.Context, w *domain.Watcher, log *slog.Logger, s
 		r.mu.Unlock()
 		if first {
 			log.Error("cannot open the domain's card; trying again", "err", err, "hint", cli.Hint(err), "in", wait.String())
-			select {
-			case <-r.settled:
-			default:
-				close(r.settled) // failing is a settled state too: the service is up
-			}
+			r.settle() // failing is a settled state too: the service is up
 			poke()
 		} else {
 			log.Debug("cannot open the domain's card", "err", err)
