@@ -340,7 +340,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		c, err := b.dial(ctx, *t)
+		c, h, err := b.dial(ctx, *t)
 		if err == nil {
 			if failures > 0 {
 				b.log.Info("connected to the host again", "host", t.Address, "after_attempts", failures)
@@ -351,6 +351,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.setStatus(func(s *Status) { s.Connected, s.Attempts, s.Err, s.Since = true, 0, nil, time.Now() })
 			start := time.Now()
 			err = b.session(ctx, c, *t)
+			c.Close()
+			h.end()
 			b.setStatus(func(s *Status) {
 				s.Connected, s.Reader, s.Card, s.Synced, s.Since = false, "", false, false, time.Now()
 			})
@@ -424,7 +426,7 @@ func (b *Bridge) sourceErr(ctx context.Context) error {
 	return nil
 }
 
-func (b *Bridge) dial(ctx context.Context, t Target) (*vscard.Client, error) {
+func (b *Bridge) dial(ctx context.Context, t Target) (*vscard.Client, *handler, error) {
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ReplyTimeout)
 	defer cancel()
 	var dc vscard.DialConfig
@@ -433,14 +435,18 @@ func (b *Bridge) dial(ctx context.Context, t Target) (*vscard.Client, error) {
 	}
 	switch {
 	case t.TLS && dc.TLS == nil:
-		return nil, ErrNeedTLS
+		return nil, nil, ErrNeedTLS
 	case !t.TLS:
 		dc.TLS = nil
 	}
 	// Each connection gets its own handler (its GET RESPONSE state), called
 	// on the client's read loop.
-	dc.Handler = b.newHandler(ctx)
+	h := b.newHandler(ctx)
+	dc.Handler = h
 	c, err := vscard.Dial(dctx, t.Network, t.Address, &dc)
+	if err != nil {
+		h.end()
+	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		hint := "the host accepted the connection but did not answer Init: if it is QEMU, its card device may be wedged by an earlier client's oversized message; restart the VM"
 		if t.TLS {
@@ -450,7 +456,7 @@ func (b *Bridge) dial(ctx context.Context, t Target) (*vscard.Client, error) {
 		}
 		err = fmt.Errorf("%w (%s)", err, hint)
 	}
-	return c, err
+	return c, h, err
 }
 
 // announced is what the host has been told.
@@ -610,24 +616,69 @@ func (b *Bridge) leave(c *vscard.Client, ann *announced, t Target) {
 // it for one command at a time, so its GET RESPONSE state needs no lock.
 type handler struct {
 	b      *Bridge
-	ctx    context.Context
+	ctx    context.Context // the session's: cancelled when it ends
+	cancel context.CancelFunc
 	split  apdu.Splitter
 	redact apdu.Redactor
 	gen    uint64
+
+	// The client does not wait for a Handler call that blocks when it
+	// closes; the session does, through end, so that no card call
+	// outlives it (whoever owns the card may release it once Run returns).
+	mu     sync.Mutex
+	ended  bool
+	active int
+	idle   chan struct{} // closed when active drops to 0 after end
 }
 
 func (b *Bridge) newHandler(ctx context.Context) *handler {
+	ctx, cancel := context.WithCancel(ctx)
 	return &handler{
 		b:      b,
 		ctx:    ctx,
+		cancel: cancel,
 		split:  apdu.Splitter{Max: min(b.cfg.MaxResponse-2, apdu.MaxShortData)},
 		redact: apdu.Redactor{ShowSecrets: b.cfg.TraceSecrets},
+	}
+}
+
+// end cancels the session's card calls and waits until none is under way;
+// a command the client still hands over after that is answered Error
+// without the card. Call it after closing the client.
+func (h *handler) end() {
+	h.cancel()
+	h.mu.Lock()
+	h.ended = true
+	var idle chan struct{}
+	if h.active > 0 {
+		idle = make(chan struct{})
+		h.idle = idle
+	}
+	h.mu.Unlock()
+	if idle != nil {
+		<-idle
 	}
 }
 
 // ServeAPDU answers one guest command with the card's response, or with
 // Error when the card fails it.
 func (h *handler) ServeAPDU(cmd *vscard.Command) {
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		cmd.Fail(vscard.ErrCodeGeneral)
+		return
+	}
+	h.active++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.active--; h.active == 0 && h.idle != nil {
+			close(h.idle)
+			h.idle = nil
+		}
+		h.mu.Unlock()
+	}()
 	b := h.b
 	st := b.current()
 	if st.Generation != h.gen {
