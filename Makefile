@@ -31,8 +31,8 @@ build-deps: ## install just what make build needs: gcc, pkg-config, libpcsclite-
 build: ## build the commands into bin/, stamped with VERSION (needs gcc, pkg-config, libpcsclite-dev)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-dist: ## vscclient-go for linux/amd64, linux/arm64, windows/amd64 and darwin/arm64 into dist/, with SHA256SUMS (installs cross compilers when missing)
-	VERSION=$(VERSION) GO=$(GO) scripts/dist.sh
+dist: ## vscclient-go for linux/amd64, linux/arm64, windows/amd64 and darwin/arm64 into dist/ (DIST=dir), with SHA256SUMS (installs cross compilers when missing)
+	VERSION=$(VERSION) GO=$(GO) scripts/dist.sh $(DIST)
 
 demo: deps build ## the main job, in a few seconds: a fake QEMU, vscclient-go --card soft, a guest script that signs
 	$(GO) run ./internal/cmd/demo --bin $(BIN)

@@ -18,14 +18,16 @@
 # Like install-deps.sh it installs the Debian packages it needs (cross
 # compilers, zip) only when they are missing, with apt-get update at most
 # once. DIST_TARGETS="linux/amd64 windows/amd64" builds a subset; GO names
-# the go command; VERSION overrides `git describe`.
+# the go command; VERSION overrides scripts/version.sh. The archives go to
+# the directory given (default dist/), beside what else is there (make
+# deb's package): only earlier vscclient-go archives and SHA256SUMS go.
 set -eu
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 TARGETS=${DIST_TARGETS:-"linux/amd64 linux/arm64 windows/amd64 darwin/arm64"}
-OUT=dist
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo devel)}
+OUT=${1:-dist}
+VERSION=${VERSION:-$(scripts/version.sh)}
 # Archive timestamps: the last commit's, so that two builds of one commit
 # make the same archives.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
@@ -72,8 +74,8 @@ arm64_cgo() {
 
 need zip
 
-rm -rf "$OUT"
 mkdir -p "$OUT"
+rm -f "$OUT"/vscclient-go-*.tar.gz "$OUT"/vscclient-go-*.zip "$OUT/SHA256SUMS"
 status=0
 for target in $TARGETS; do
 	os=${target%/*}
@@ -152,7 +154,7 @@ done
 
 (
 	cd "$OUT"
-	files=$(ls ./*.tar.gz ./*.zip 2>/dev/null | sed 's#^\./##' || true)
+	files=$(ls ./vscclient-go-*.tar.gz ./vscclient-go-*.zip 2>/dev/null | sed 's#^\./##' || true)
 	if [ -n "$files" ]; then
 		# shellcheck disable=SC2086
 		sha256sum $files >SHA256SUMS
