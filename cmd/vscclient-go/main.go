@@ -198,13 +198,22 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, cli.WithHint(cli.Usagef("%v", err), portHint)
 		}
 	}
-	if o.tlsCert != "" && o.tlsKey == "" {
-		return nil, cli.WithHint(cli.Usagef("--tls-cert needs --tls-key, the certificate's private key"), "add --tls-key FILE (client-key.pem)")
-	}
-	if o.tlsKey != "" && o.tlsCert == "" {
-		return nil, cli.WithHint(cli.Usagef("--tls-key needs --tls-cert, the certificate it goes with"), "add --tls-cert FILE (client-cert.pem)")
+	if err := checkTLS(o); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// checkTLS checks that the client certificate and its key come together
+// (flags, or a serve configuration's domain).
+func checkTLS(o *options) error {
+	if o.tlsCert != "" && o.tlsKey == "" {
+		return cli.WithHint(cli.Usagef("--tls-cert needs --tls-key, the certificate's private key"), "add --tls-key FILE (client-key.pem)")
+	}
+	if o.tlsKey != "" && o.tlsCert == "" {
+		return cli.WithHint(cli.Usagef("--tls-key needs --tls-cert, the certificate it goes with"), "add --tls-cert FILE (client-cert.pem)")
+	}
+	return nil
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
@@ -215,11 +224,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := cli.NewLogger(stderr, o.logLevel, o.logJSON)
 	if err != nil {
 		return err
-	}
-	if o.connect != "" {
-		if _, err := parseTarget(o.connect); err != nil {
-			return err
-		}
 	}
 	var w *domain.Watcher
 	where := o.connect

@@ -108,8 +108,12 @@ type domainConfig struct {
 // ErrConfig is wrapped by every error about serve's configuration.
 var ErrConfig = errors.New("configuration")
 
+// A configuration error is a usage error too (exit status 2): the units'
+// RestartPreventExitStatus=2 keeps systemd from restarting a service whose
+// configuration cannot load.
 func configErr(path, format string, args ...any) error {
-	return fmt.Errorf("%s: %w: %s", path, ErrConfig, fmt.Sprintf(format, args...))
+	return cli.WithHint(fmt.Errorf("%w: %s: %w: %s", cli.ErrUsage, path, ErrConfig, fmt.Sprintf(format, args...)),
+		"vscclient-go serve --help documents the configuration")
 }
 
 // loadServeConfig reads and checks serve's configuration.
@@ -153,8 +157,14 @@ func loadServeConfig(path string) (*serveConfig, error) {
 		if err != nil {
 			return nil, configErr(path, "domain %q: %v", name, err)
 		}
-		if err := checkCard(o); err != nil {
-			return nil, configErr(path, "domain %q: %v", name, strings.TrimPrefix(err.Error(), cli.ErrUsage.Error()+": "))
+		for _, check := range []func(*options) error{checkCard, checkTLS} {
+			if err := check(o); err != nil {
+				cerr := configErr(path, "domain %q: %v", name, cli.Message(err))
+				if h := cli.Hint(err); h != "" {
+					cerr = cli.WithHint(cerr, h)
+				}
+				return nil, cerr
+			}
 		}
 		if kind, arg := cardKind(o.card), cardArg(o.card); kind == "pcsc" {
 			for sel, other := range readers {
@@ -231,7 +241,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if *check {
-		fmt.Fprintf(stderr, "%s: %d domains: %s\n", *path, len(cfg.Domains), strings.Join(slices.Sorted(maps.Keys(cfg.Domains)), ", "))
+		domains := "domains"
+		if len(cfg.Domains) == 1 {
+			domains = "domain"
+		}
+		fmt.Fprintf(stderr, "%s: %d %s: %s\n", *path, len(cfg.Domains), domains, strings.Join(slices.Sorted(maps.Keys(cfg.Domains)), ", "))
 		return nil
 	}
 	log, err := cli.NewLogger(stderr, cmp.Or(cfg.LogLevel, "info"), *logJSON)
