@@ -49,7 +49,7 @@ func listReaders(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return cli.Usagef("readers takes no arguments")
 	}
-	kind, arg, _ := strings.Cut(*card, ":")
+	kind, arg := cardKind(*card), cardArg(*card)
 	if kind != "pcsc" {
 		return cli.Usagef("--card %q: readers marks what a pcsc or pcsc:NAME card picks", *card)
 	}
