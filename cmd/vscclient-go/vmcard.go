@@ -68,7 +68,7 @@ func newVMCard(ctx context.Context, name string, o *options, log *slog.Logger, s
 	c.b, err = bridge.New(bridge.Config{
 		Network: tgt.network, Address: tgt.address, Dial: dial, Source: crd.src,
 		Logger: log, APDUTrace: o.apduTrace, TraceSecrets: o.traceSecrets,
-		MaxBackoff: o.maxBackoff, OnStatus: c.bridgeStatus,
+		MaxBackoff: o.maxBackoff, OnStatus: c.bridgeStatus, DialHint: permissionHint,
 	})
 	if err != nil {
 		crd.release()

@@ -123,6 +123,9 @@ type Config struct {
 	// its context (not a DeadlineIgnorer); 0 means 2 min (on-card key
 	// generation is slow).
 	CardTimeout time.Duration
+	// DialHint, when set, explains a failure to reach the host (what the
+	// user can do about it); the first failure's warning carries it.
+	DialHint func(Target, error) string
 	// OnStatus, when set, is called with the bridge's status whenever it
 	// changes (a target, a connection, an announcement, a loss). It must
 	// not block.
@@ -376,7 +379,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			switch down := time.Since(downSince); {
 			case failures == 1:
 				downSince, remindAt = time.Now(), time.Minute
-				if h := permissionHint(*t, err); h != "" {
+				if h := b.dialHint(*t, err); h != "" {
 					b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err, "hint", h)
 				} else {
 					b.log.Warn("cannot reach the host; retrying", "host", t.Address, "err", err)
@@ -397,6 +400,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 			backoff, failures = b.cfg.MinBackoff, 0
 		}
 	}
+}
+
+func (b *Bridge) dialHint(t Target, err error) string {
+	if b.cfg.DialHint == nil {
+		return ""
+	}
+	return b.cfg.DialHint(t, err)
 }
 
 // nextReminder returns when, after the first failed attempt, a bridge that

@@ -1,6 +1,6 @@
 //go:build unix
 
-package bridge
+package main
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"os/user"
 	"strconv"
 	"syscall"
+
+	"github.com/vscardkit/vscardkit/internal/bridge"
+	"github.com/vscardkit/vscardkit/internal/configcli"
 )
 
 // permissionHint explains a unix socket the client may not connect to
@@ -17,7 +20,7 @@ import (
 // unix chardev itself, as root with mode 0775, and hands QEMU the socket,
 // so only root, or the group of a setgid directory the socket is made in,
 // may connect. It returns "" for any other error.
-func permissionHint(t Target, err error) string {
+func permissionHint(t bridge.Target, err error) string {
 	if t.Network != "unix" || !errors.Is(err, syscall.EACCES) {
 		return ""
 	}
@@ -32,7 +35,7 @@ func permissionHint(t Target, err error) string {
 		}
 	}
 	return whose + "vscclient-go runs as " + me + " and needs write permission on it: make the chardev in a setgid directory of a group " + me +
-		" is in (vscclient-go config --transport unix does: /var/lib/vscardkit/sockets, which the vscardkit package makes), or run as a member of the socket's group"
+		" is in (vscclient-go config --transport unix does: "+configcli.SocketDir+", which the vscardkit package makes), or run as a member of the socket's group"
 }
 
 func userName(uid uint32) string {
