@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -92,7 +91,7 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			if wantsClientCert(err) {
-				return nil, fmt.Errorf("vscard: TLS handshake with %s: %w (the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts)", address, err)
+				return nil, fmt.Errorf("vscard: TLS handshake with %s: %w (%s)", address, err, wantsCertHint)
 			}
 			return nil, fmt.Errorf("vscard: TLS handshake with %s: %w", address, err)
 		}
@@ -114,7 +113,7 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 	if err != nil && cfg.TLS != nil && wantsClientCert(err) {
 		// TLS 1.3: the server's verdict on the client certificate comes
 		// after the client's handshake, with the first read.
-		err = fmt.Errorf("%w (the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts)", err)
+		err = fmt.Errorf("%w (%s)", err, wantsCertHint)
 	} else if err != nil && cfg.TLS != nil && (errors.Is(err, ErrHostClosed) || isReset(err)) {
 		// With TLS 1.3 the client's handshake is over before the server
 		// has checked the client's certificate: QEMU (GnuTLS, verify-peer=on)
@@ -124,14 +123,21 @@ func Dial(ctx context.Context, network, address string, cfg *DialConfig) (*Clien
 	return c, err
 }
 
+// wantsCertHint follows an error wantsClientCert recognises.
+const wantsCertHint = "the host wants a client certificate it trusts: give the client certificate and its key, signed by the CA the host trusts"
+
 // wantsClientCert reports whether err is the server's TLS alert that it
 // wants a client certificate it trusts (certificate_required or
 // bad_certificate, RFC 8446 6.2). crypto/tls exports AlertError only for
-// QUIC; over TCP a remote alert is a net.OpError around an unexported
-// type, so the alert is known by its text.
+// QUIC; over TCP a remote alert is a *net.OpError "remote error" around an
+// unexported alert type, which reads as its AlertError does.
 func wantsClientCert(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "remote error: tls: certificate required") || strings.Contains(s, "remote error: tls: bad certificate")
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	s := op.Err.Error()
+	return s == tls.AlertError(116).Error() || s == tls.AlertError(42).Error() // certificate_required, bad_certificate
 }
 
 // withQuickAck wraps a TCP connection so that every read re-arms
