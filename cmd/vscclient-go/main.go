@@ -25,7 +25,6 @@ import (
 	"github.com/vscardkit/vscardkit/internal/control"
 	"github.com/vscardkit/vscardkit/internal/domain"
 	"github.com/vscardkit/vscardkit/internal/piv"
-	"github.com/vscardkit/vscardkit/internal/sdnotify"
 )
 
 const prog = "vscclient-go"
@@ -253,22 +252,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.run(gctx, w) })
+	// Re-arm on SIGHUP (there is none on Windows: use --control).
 	g.Go(func() error {
-		// Re-arm on SIGHUP (there is none on Windows: use --control).
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-gctx.Done():
-				sdnotify.Stopping()
-				return nil
-			case <-hup:
-				if err := c.rearm(); err != nil {
-					log.Warn("SIGHUP: nothing to re-arm", "why", err)
-				}
+		return onSignal(gctx, syscall.SIGHUP, func() {
+			if err := c.rearm(); err != nil {
+				log.Warn("SIGHUP: nothing to re-arm", "why", err)
 			}
-		}
+		})
 	})
 	if o.control != "" {
 		l, err := control.Listen(o.control)
@@ -277,7 +267,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		g.Go(func() error { return control.Serve(gctx, l, singleControl{c}, log) })
 	}
-	g.Go(func() error { return notifySystemd(gctx, func() []settler { return []settler{c} }, changed) })
+	g.Go(func() error { return notifySystemd(gctx, func() []settler { return []settler{c} }, changed, nil) })
 	if err := g.Wait(); err != nil {
 		return err
 	}

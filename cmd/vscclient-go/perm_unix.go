@@ -35,7 +35,7 @@ func permissionHint(t bridge.Target, err error) string {
 		}
 	}
 	return whose + "vscclient-go runs as " + me + " and needs write permission on it: make the chardev in a setgid directory of a group " + me +
-		" is in (vscclient-go config --transport unix does: "+configcli.SocketDir+", which the vscardkit package makes), or run as a member of the socket's group"
+		" is in (vscclient-go config --transport unix does: " + configcli.SocketDir + ", which the vscardkit package makes), or run as a member of the socket's group"
 }
 
 func userName(uid uint32) string {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -268,6 +269,7 @@ type server struct {
 	w       *domain.Watcher
 	runners map[string]*runner
 	changed chan struct{} // signalled when a runner's status may have changed
+	ready   atomic.Bool   // systemd was told READY=1 (every card settled)
 }
 
 // runner runs one domain's card: it opens the card (again, after a delay,
@@ -305,23 +307,10 @@ func (s *server) run(ctx context.Context, cfg *serveConfig, controlPath string) 
 		return err
 	}
 	g.Go(func() error { return control.Serve(gctx, l, s, s.log) })
-	g.Go(func() error { return notifySystemd(gctx, s.clients, s.changed) })
-	g.Go(func() error {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-hup:
-				s.reload(gctx, g)
-			}
-		}
-	})
+	g.Go(func() error { return notifySystemd(gctx, s.clients, s.changed, &s.ready) })
+	g.Go(func() error { return onSignal(gctx, syscall.SIGHUP, func() { s.reload(gctx, g) }) })
 	g.Go(func() error {
 		<-gctx.Done()
-		sdnotify.Stopping()
 		s.stopAll()
 		return nil
 	})
@@ -384,7 +373,13 @@ func (s *server) apply(ctx context.Context, g *errgroup.Group, cfg *serveConfig)
 // one when it does not load.
 func (s *server) reload(ctx context.Context, g *errgroup.Group) {
 	sdnotify.Reloading()
-	defer sdnotify.Ready()
+	defer func() {
+		// The end of the reload; before every card settled, the first
+		// READY=1 is notifySystemd's to send.
+		if s.ready.Load() {
+			sdnotify.Ready()
+		}
+	}()
 	cfg, err := loadServeConfig(s.path)
 	if err != nil {
 		s.log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
@@ -562,10 +557,13 @@ func (c *vmCard) settledCh() <-chan struct{} { return c.settled }
 // notifySystemd tells systemd (Type=notify) the service is ready once every
 // card has settled (announced, waiting for its VM, or failing and
 // retrying), and keeps its status line up to date.
-func notifySystemd(ctx context.Context, cards func() []settler, changed <-chan struct{}) error {
+// STOPPING=1 follows when ctx ends. ready, when not nil, is set once
+// READY=1 went out.
+func notifySystemd(ctx context.Context, cards func() []settler, changed <-chan struct{}, ready *atomic.Bool) error {
 	if !sdnotify.Enabled() {
 		return nil
 	}
+	defer sdnotify.Stopping()
 	for _, c := range cards() {
 		select {
 		case <-c.settledCh():
@@ -574,6 +572,9 @@ func notifySystemd(ctx context.Context, cards func() []settler, changed <-chan s
 		}
 	}
 	sdnotify.Ready()
+	if ready != nil {
+		ready.Store(true)
+	}
 	last := ""
 	for {
 		var parts []string
@@ -680,4 +681,19 @@ func (s clientStatus) line() string {
 		fmt.Fprintf(&b, "  error: %s", s.Error)
 	}
 	return b.String()
+}
+
+// onSignal calls fn on each sig until ctx ends.
+func onSignal(ctx context.Context, sig os.Signal, fn func()) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			fn()
+		}
+	}
 }
