@@ -124,21 +124,29 @@ func (c *certObject) String() string {
 // checkKey reports whether a PIV card can hold pub: RSA 1024, 2048 or 3072
 // bits, or ECDSA on P-256 or P-384.
 func checkKey(pub any) error {
+	if p := keyProblem(pub); p != "" {
+		return fmt.Errorf("%w: %s", ErrUnsupportedKey, p)
+	}
+	return nil
+}
+
+// keyProblem says why a PIV card cannot hold pub's key, or "" when it can.
+func keyProblem(pub any) string {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		switch k.N.BitLen() {
 		case 1024, 2048, 3072:
-			return nil
+			return ""
 		}
-		return fmt.Errorf("%w: RSA %d bits (PIV takes 1024, 2048 or 3072)", ErrUnsupportedKey, k.N.BitLen())
+		return fmt.Sprintf("RSA %d bits (PIV takes 1024, 2048 or 3072)", k.N.BitLen())
 	case *ecdsa.PublicKey:
 		switch k.Curve {
 		case elliptic.P256(), elliptic.P384():
-			return nil
+			return ""
 		}
-		return fmt.Errorf("%w: EC curve %s (PIV takes P-256 or P-384)", ErrUnsupportedKey, k.Curve.Params().Name)
+		return fmt.Sprintf("EC curve %s (PIV takes P-256 or P-384)", k.Curve.Params().Name)
 	}
-	return fmt.Errorf("%w: %T (PIV takes RSA or ECDSA keys)", ErrUnsupportedKey, pub)
+	return fmt.Sprintf("%T (PIV takes RSA or ECDSA keys)", pub)
 }
 
 // Extended key usages Go does not name.
@@ -176,21 +184,25 @@ func qualifies(c *x509.Certificate, slot Slot) bool {
 
 // eligible reports whether the default mapping may place c at all: an
 // end-entity certificate with a CKA_ID and a key a PIV card can hold.
-func eligible(c *certObject) bool {
-	return len(c.id) > 0 && !(c.cert.BasicConstraintsValid && c.cert.IsCA) && checkKey(c.cert.PublicKey) == nil
-}
+func eligible(c *certObject) bool { return ineligible(c) == "" }
 
-// leftOutReason says why the default mapping did not place c, or "" when
-// nothing but the other certificates kept it out.
-func leftOutReason(c *certObject) string {
+// ineligible says why the default mapping may not place c at all, or ""
+// when it may.
+func ineligible(c *certObject) string {
 	switch {
 	case len(c.id) == 0:
 		return "it has no CKA_ID, so its private key cannot be found"
 	case c.cert.BasicConstraintsValid && c.cert.IsCA:
 		return "it is a CA certificate (basicConstraints CA:TRUE, which openssl req -x509 gives by default), which the default mapping leaves for a chain"
 	}
-	if err := checkKey(c.cert.PublicKey); err != nil {
-		return strings.TrimPrefix(err.Error(), ErrUnsupportedKey.Error()+": ")
+	return keyProblem(c.cert.PublicKey)
+}
+
+// leftOutReason says why the default mapping did not place c, or "" when
+// nothing but the other certificates kept it out.
+func leftOutReason(c *certObject) string {
+	if r := ineligible(c); r != "" {
+		return r
 	}
 	for _, slot := range slotOrder {
 		if qualifies(c.cert, slot) {
