@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -164,17 +163,11 @@ func TestConnectForms(t *testing.T) {
 // cpuTime returns the user+system CPU time a process used so far.
 func cpuTime(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := harness.CPUTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command name (which is in parentheses): utime is the
-	// 14th field of the line, stime the 15th.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz
+	return d
 }
 
 // idleCPU checks that p uses next to no CPU while it waits (for a host, for

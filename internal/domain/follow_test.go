@@ -92,17 +92,11 @@ func isState(st State) func(Status) bool { return func(s Status) bool { return s
 // cpuTime returns the CPU time (user and system) this process used.
 func cpuTime(t *testing.T) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/stat")
+	d, err := harness.CPUTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// utime and stime are the 14th and 15th fields; the 2nd, the
-	// command in parentheses, may hold spaces.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.Atoi(f[11])
-	stime, _ := strconv.Atoi(f[12])
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return d
 }
 
 // TestFollow follows one domain through its life under a private libvirtd:

@@ -400,22 +400,6 @@ func (l *Libvirtd) killQEMUs() error {
 	return nil
 }
 
-// ProcessAlive reports whether pid runs and is not a zombie (an orphan whose
-// parent does not reap it, as a container's PID 1 may not, stays a zombie).
-func ProcessAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain spaces or parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	return b[i+2] != 'Z' && b[i+2] != 'X'
-}
-
 // The QEMU capability cache.
 //
 // On a cold cache libvirtd probes every QEMU binary (about 4 s here) before
