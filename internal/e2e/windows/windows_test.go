@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"debug/pe"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -126,28 +124,6 @@ func TestSoftCardQEMU(t *testing.T) {
 	interrupt(t, p, true)
 }
 
-// writeSoftDir writes a 9A key pair for soft:DIR and returns it.
-func writeSoftDir(t *testing.T, dir string) softstore.KeyPair {
-	t.Helper()
-	kp, err := softstore.NewKeyPair(piv.SlotAuthentication, softstore.P256, "desk user")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(kp.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{
-		"9a.crt": {Type: "CERTIFICATE", Bytes: kp.Certificate},
-		"9a.key": {Type: "PRIVATE KEY", Bytes: key},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return kp
-}
-
 // TestGuestSoftCard: the full path with the Windows client: a Linux guest
 // under QEMU, with the smartcard as libvirt makes it, lists the
 // certificate of the client's soft:DIR card (DIR given as a Windows path),
@@ -161,7 +137,7 @@ func TestGuestSoftCard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	kp := writeSoftDir(t, dir)
+	written := harness.WriteKeyPair(t, dir, piv.SlotAuthentication, softstore.P256, "desk user")
 	challenge := make([]byte, 32)
 	rand.Read(challenge)
 
@@ -186,21 +162,10 @@ func TestGuestSoftCard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the guest: %v\n--- client:\n%s", err, p.Output())
 	}
-	values := map[string]string{}
-	var ran, errs []string
-	for _, m := range res.Markers {
-		switch m.Kind {
-		case guest.KindResult:
-			values[m.Name] = m.Value
-		case guest.KindError:
-			errs = append(errs, m.Value)
-		case guest.KindEnd:
-			rc, err := m.Int("rc")
-			if err != nil {
-				rc = -1
-			}
-			ran = append(ran, fmt.Sprintf("%s rc=%d", m.Name, rc))
-		}
+	values, errs := res.Values, res.Errors
+	var ran []string
+	for _, e := range res.Ends {
+		ran = append(ran, fmt.Sprintf("%s rc=%d", e.Scenario, e.RC))
 	}
 	if want := []string{"wait_card rc=0", "readers rc=0", "piv rc=0"}; !slices.Equal(ran, want) {
 		t.Fatalf("the guest ran %q, want %q; errors %q\n--- client:\n%s", ran, want, errs, p.Output())
@@ -213,13 +178,13 @@ func TestGuestSoftCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(cert.Raw, kp.Certificate) {
+	if !bytes.Equal(cert.Raw, written.Raw) {
 		t.Errorf("the guest read a certificate for %v, not the one in %s", cert.Subject, dir)
 	}
 	if values["sign_rc"] != "0" {
 		t.Errorf("pkcs11-tool --login --sign exited with %s", values["sign_rc"])
 	}
-	if err := e2e.VerifySignature(kp.Key.Public(), values); err != nil {
+	if err := e2e.VerifySignature(written.PublicKey, values); err != nil {
 		t.Errorf("with the key the host wrote: %v", err)
 	}
 	t.Logf("guest: token %q, certificates %s, signed with a %s key; verified", values["token_label"], values["certs"], values["keytype"])
