@@ -99,19 +99,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 // define defines the domain doc (named name) and removes it when t ends.
 func define(t *testing.T, l *harness.Libvirtd, name string, doc []byte) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), name+".xml")
-	if err := os.WriteFile(f, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Virsh(timeout(t, 30*time.Second), "define", f); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		l.Virsh(ctx, "destroy", name)
-		l.Virsh(ctx, "undefine", name)
-	})
+	l.Define(t, doc)
 }
 
 // smartcardDomain is xmlconfig's minimal domain with c's smartcard (no disk,
@@ -125,20 +113,12 @@ func smartcardDomain(t *testing.T, name string, c xmlconfig.Config) []byte {
 	return doc
 }
 
-func bareDomain(name string) []byte {
-	return []byte("<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>32</memory>" +
-		"<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><memballoon model='none'/></devices></domain>")
-}
+func bareDomain(name string) []byte { return harness.BareDomainXML(name) }
 
 // virsh runs virsh and fails t on error; it returns when virsh has.
 func virsh(t *testing.T, l *harness.Libvirtd, args ...string) {
 	t.Helper()
-	if _, err := l.Virsh(timeout(t, 60*time.Second), args...); err != nil {
-		if len(args) > 1 {
-			t.Fatalf("%v\n%s", err, l.DomainLog(args[len(args)-1]))
-		}
-		t.Fatal(err)
-	}
+	l.MustVirsh(t, args...)
 }
 
 func dialT(t *testing.T, uri string) *Conn {

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"os"
@@ -307,6 +308,56 @@ func (l *Libvirtd) Virsh(ctx context.Context, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("harness: virsh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// MustVirsh runs virsh against the daemon (for up to a minute) and fails t
+// on error, with the QEMU log of the domain named by the last argument.
+func (l *Libvirtd) MustVirsh(t testing.TB, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := l.Virsh(ctx, args...)
+	if err != nil {
+		log := ""
+		if len(args) > 1 {
+			log = l.DomainLog(args[len(args)-1])
+		}
+		t.Fatalf("%v\n%s%s", err, out, log)
+	}
+	return out
+}
+
+// Define defines the domain doc and, when t ends, destroys and undefines
+// it.
+func (l *Libvirtd) Define(t testing.TB, doc []byte) {
+	t.Helper()
+	var d struct {
+		Name string `xml:"name"`
+	}
+	if err := xml.Unmarshal(doc, &d); err != nil || d.Name == "" {
+		t.Fatalf("harness: a domain without a name (%v):\n%s", err, doc)
+	}
+	f := filepath.Join(t.TempDir(), d.Name+".xml")
+	if err := os.WriteFile(f, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := l.Virsh(ctx, "define", f); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, doc)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		l.Virsh(ctx, "destroy", d.Name)
+		l.Virsh(ctx, "undefine", d.Name)
+	})
+}
+
+// BareDomainXML is a minimal domain without devices (TCG, 32 MiB, no disk).
+func BareDomainXML(name string) []byte {
+	return []byte("<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>32</memory>" +
+		"<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><memballoon model='none'/></devices></domain>")
 }
 
 // DomainLog returns the QEMU log libvirt wrote for the domain name (the

@@ -75,20 +75,12 @@ func guestDomain(t *testing.T, name string, c xmlconfig.Config, img iguest.Image
 
 func define(t *testing.T, l *harness.Libvirtd, doc []byte) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "domain.xml")
-	if err := os.WriteFile(f, doc, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := l.Virsh(timeout(t, time.Minute), "define", f); err != nil {
-		t.Fatalf("virsh define: %v\n%s\n%s", err, out, doc)
-	}
+	l.Define(t, doc)
 }
 
 func virsh(t *testing.T, l *harness.Libvirtd, args ...string) {
 	t.Helper()
-	if out, err := l.Virsh(timeout(t, time.Minute), args...); err != nil {
-		t.Fatalf("virsh %s: %v\n%s\n%s", strings.Join(args, " "), err, out, l.DomainLog(args[len(args)-1]))
-	}
+	l.MustVirsh(t, args...)
 }
 
 // notifySocket is a stand-in for systemd's notification socket.
@@ -391,7 +383,7 @@ func TestDomainFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	define(t, l, doc)
-	define(t, l, []byte("<domain type='qemu'><name>dom-none</name><memory unit='MiB'>32</memory><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><memballoon model='none'/></devices></domain>"))
+	define(t, l, harness.BareDomainXML("dom-none"))
 	doc, err = xmlconfig.NewDomainXML("dom-spice", xmlconfig.Config{Transport: xmlconfig.SpiceVMC})
 	if err != nil {
 		t.Fatal(err)
