@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vscardkit/vscardkit/internal/bridge"
 	"github.com/vscardkit/vscardkit/internal/cli"
 	"github.com/vscardkit/vscardkit/internal/configcli"
 	"github.com/vscardkit/vscardkit/internal/control"
@@ -301,33 +302,28 @@ func cardArg(card string) string {
 	return arg
 }
 
-// target is a parsed --connect.
-type target struct {
-	network, address string
-	tls              bool
-}
-
-func parseTarget(s string) (target, error) {
+// parseTarget parses --connect into the bridge's target.
+func parseTarget(s string) (bridge.Target, error) {
 	hint := connectHint
 	switch {
 	case strings.HasPrefix(s, "tcp://"), strings.HasPrefix(s, "tls://"):
 		addr := s[len("tcp://"):]
 		if err := checkHostPort(s, addr); err != nil {
-			return target{}, err
+			return bridge.Target{}, err
 		}
-		return target{network: "tcp", address: addr, tls: strings.HasPrefix(s, "tls://")}, nil
+		return bridge.Target{Network: "tcp", Address: addr, TLS: strings.HasPrefix(s, "tls://")}, nil
 	case strings.HasPrefix(s, "unix:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(s, "unix:"), "//")
 		if path == "" {
-			return target{}, cli.WithHint(cli.Usagef("--connect %q: no socket path", s), hint)
+			return bridge.Target{}, cli.WithHint(cli.Usagef("--connect %q: no socket path", s), hint)
 		}
-		return target{network: "unix", address: path}, nil
+		return bridge.Target{Network: "unix", Address: path}, nil
 	case !strings.Contains(s, "://") && strings.Contains(s, ":"):
 		// HOST:PORT or [IPv6]:PORT: TCP, like HOST PORT.
 		if err := checkHostPort(s, s); err != nil {
-			return target{}, err
+			return bridge.Target{}, err
 		}
-		return target{network: "tcp", address: s}, nil
+		return bridge.Target{Network: "tcp", Address: s}, nil
 	}
-	return target{}, cli.WithHint(cli.Usagef("--connect %q: unknown scheme", s), hint)
+	return bridge.Target{}, cli.WithHint(cli.Usagef("--connect %q: unknown scheme", s), hint)
 }

@@ -42,14 +42,14 @@ type vmCard struct {
 // set) the bridge has its target, otherwise (a domain) it gets one from follow.
 func newVMCard(ctx context.Context, name string, o *options, log *slog.Logger, stderr io.Writer) (*vmCard, error) {
 	c := &vmCard{name: name, o: o, log: log, settled: make(chan struct{})}
-	var tgt target
+	var tgt bridge.Target
 	if o.connect != "" {
 		var err error
 		if tgt, err = parseTarget(o.connect); err != nil {
 			return nil, err
 		}
 	}
-	if tgt.tls || o.domain != "" && (o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "") {
+	if tgt.TLS || o.domain != "" && (o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "") {
 		var err error
 		if c.tls, err = tlsconfig.Client(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName); err != nil {
 			return nil, err
@@ -66,7 +66,7 @@ func newVMCard(ctx context.Context, name string, o *options, log *slog.Logger, s
 	// the same log; they never hold APDU contents.
 	dial := &vscard.DialConfig{ClientConfig: vscard.ClientConfig{Logger: log}, TLS: c.tls}
 	c.b, err = bridge.New(bridge.Config{
-		Network: tgt.network, Address: tgt.address, Dial: dial, Source: crd.src,
+		Network: tgt.Network, Address: tgt.Address, Dial: dial, Source: crd.src,
 		Logger: log, APDUTrace: o.apduTrace, TraceSecrets: o.traceSecrets,
 		MaxBackoff: o.maxBackoff, OnStatus: c.bridgeStatus, DialHint: permissionHint,
 	})
